@@ -1,0 +1,287 @@
+"""The async call engine: bounded concurrency, per-row retries, one ``RowResult`` per input.
+
+One ``LLMEngine`` per Flink worker (or per notebook call). Rows run as coroutines on one event
+loop; a semaphore bounds requests in flight (it is released while a row waits to retry, so a
+backing-off row never idles a slot). Both the batch path (Pandas UDF, ``run_batch``) and the
+row path (AsyncFunction) go through ``call_row``, so the semantics are the same everywhere.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import (EndpointError, EndpointStatusError, InvalidOptionError, MalformedResponseError,
+                     RowFailedError)
+from .metrics import EngineObserver, NullObserver
+from .protocol import (CallSpec, Usage, build_chat_body, build_embeddings_body, error_message,
+                       parse_chat_choices, parse_embeddings, parse_usage, resolve_call)
+from .providers import TASK_CHAT, OpenAICompatProvider
+from .results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
+from .retry import delay_before_retry, is_retryable_status, parse_retry_after
+from .tokens import fit_to_context, load_encoding
+from .transport import HTTPReply, new_session, post_json
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[Any]]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How the engine calls the endpoint, beyond the provider's options.
+
+    ``max_concurrency`` bounds requests in flight per engine (per Flink subtask);
+    ``request_timeout_s`` bounds one request; ``row_deadline_s`` bounds a row's total time across
+    retries, counted from its first attempt (None: no bound); ``embedding_rows_per_request`` sends
+    up to that many rows in one embeddings request on the batch path.
+    """
+
+    max_concurrency: int = 16
+    request_timeout_s: float = 60.0
+    row_deadline_s: float | None = 300.0
+    embedding_rows_per_request: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_concurrency", "embedding_rows_per_request"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidOptionError(f"{name}={value!r} is not allowed: must be an int >= 1")
+        for name in ("request_timeout_s", "row_deadline_s"):
+            value = getattr(self, name)
+            if value is None and name == "row_deadline_s":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InvalidOptionError(f"{name}={value!r} is not allowed: must be a number of seconds > 0")
+
+
+class LLMEngine:
+    """Calls one provider's endpoint; open it where the calls run (it reads env and key file).
+
+    Construction resolves the endpoint/key and loads the tokenizer (so a missing tiktoken
+    encoding fails at open, not at the first row). The aiohttp session is created lazily inside
+    the event loop that runs the calls; ``aclose()`` must run on that same loop.
+    """
+
+    def __init__(self, provider: OpenAICompatProvider, settings: EngineSettings | None = None, *,
+                 observer: EngineObserver | None = None, environ: dict[str, str] | None = None,
+                 sleep: Sleep = asyncio.sleep, clock: Clock = time.monotonic) -> None:
+        self.provider = provider
+        self.settings = settings or EngineSettings()
+        self.spec: CallSpec = resolve_call(provider, environ)
+        self.encoding = load_encoding(self.spec.model) if self.spec.max_context_size else None
+        self.observer: EngineObserver = observer or NullObserver()
+        self._sleep = sleep
+        self._clock = clock
+        self._session = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self.in_flight = 0
+
+    def __repr__(self) -> str:
+        return (f"LLMEngine(url={self.spec.url!r}, task={self.spec.task!r}, "
+                f"api_key={self.spec.masked_key!r}, settings={self.settings!r})")
+
+    @property
+    def is_chat(self) -> bool:
+        return self.spec.task == TASK_CHAT
+
+    # --- one row -------------------------------------------------------------------------------
+    async def call_row(self, text: str | None, *, model: str | None = None) -> RowResult:
+        """Send one row (with retries) and return its outcome; never raises for a row's failure."""
+        result = await self._call_row(text, model)
+        self.observer.row_done(result)
+        return result
+
+    async def _call_row(self, text: str | None, model: str | None) -> RowResult:
+        if text is None:
+            return RowResult(None, NULL_INPUT)
+        fitted = self._fit(text)
+        if fitted is None:
+            return RowResult(None, SKIPPED)
+        if self.is_chat:
+            body = build_chat_body(self.spec, fitted, model)
+            return await self._send(body, _chat_value)
+        body = build_embeddings_body(self.spec, fitted, model)
+        return await self._send(body, _single_embedding)
+
+    def _fit(self, text: str) -> str | None:
+        if self.encoding is None or self.spec.max_context_size is None:
+            return text
+        return fit_to_context(text, self.encoding, self.spec.max_context_size,
+                              self.spec.context_overflow_action).text
+
+    # --- many rows -----------------------------------------------------------------------------
+    async def run_batch(self, inputs: Sequence[str | None], models: Sequence[str | None] | None = None,
+                        *, raise_on_failover: bool = True) -> list[RowResult]:
+        """One result per input, same order. Under FAILOVER the first failed row raises
+        ``RowFailedError`` (naming its index) and the batch's other rows are cancelled."""
+        if models is not None and len(models) != len(inputs):
+            raise ValueError(f"models has {len(models)} entries for {len(inputs)} inputs")
+        if not self.is_chat and self.settings.embedding_rows_per_request > 1:
+            return await self._run_grouped_embeddings(inputs, models, raise_on_failover)
+
+        async def one(index: int) -> RowResult:
+            result = await self.call_row(inputs[index], model=None if models is None else models[index])
+            if raise_on_failover and result.outcome == FAILED:
+                raise RowFailedError(index, result.error or "unknown error",
+                                     attempts=result.attempts, status=result.status)
+            return result
+
+        return await _gather_or_cancel([one(i) for i in range(len(inputs))])
+
+    async def _run_grouped_embeddings(self, inputs: Sequence[str | None],
+                                      models: Sequence[str | None] | None,
+                                      raise_on_failover: bool) -> list[RowResult]:
+        results: list[RowResult | None] = [None] * len(inputs)
+        groups: dict[str | None, list[tuple[int, str]]] = {}
+        for index, text in enumerate(inputs):
+            fitted = None if text is None else self._fit(text)
+            if text is None or fitted is None:
+                results[index] = RowResult(None, NULL_INPUT if text is None else SKIPPED)
+                self.observer.row_done(results[index])
+                continue
+            groups.setdefault(None if models is None else models[index], []).append((index, fitted))
+        size = self.settings.embedding_rows_per_request
+        chunks = [(model, members[i:i + size]) for model, members in groups.items()
+                  for i in range(0, len(members), size)]
+
+        async def one_chunk(model: str | None, members: list[tuple[int, str]]) -> None:
+            texts = [text for _, text in members]
+            body = build_embeddings_body(self.spec, texts, model)
+            group = await self._send(body, lambda payload: (parse_embeddings(payload, len(texts)), ()))
+            if group.outcome == OK:
+                for position, (index, _) in enumerate(members):
+                    # the group's usage goes to its first row, so sums stay right
+                    results[index] = RowResult(group.value[position], OK, status=group.status,
+                                               attempts=group.attempts,
+                                               usage=group.usage if position == 0 else None,
+                                               latency_s=group.latency_s)
+                    self.observer.row_done(results[index])
+                return
+            # One bad row must not null its neighbours: retry the members one by one.
+            for index, text in members:
+                row = await self.call_row(text, model=model)
+                results[index] = row
+                if raise_on_failover and row.outcome == FAILED:
+                    raise RowFailedError(index, row.error or "unknown error",
+                                         attempts=row.attempts, status=row.status)
+
+        await _gather_or_cancel([one_chunk(model, members) for model, members in chunks])
+        return results  # type: ignore[return-value]
+
+    # --- attempts and retries ------------------------------------------------------------------
+    async def _send(self, body: dict[str, Any],
+                    parse: Callable[[Any], tuple[Any, tuple[str, ...]]]) -> RowResult:
+        policy = self.spec.retry
+        attempts, status, deadline, started = 0, None, None, None
+        error: EndpointError | None = None
+        semaphore = self._get_semaphore()
+        while True:
+            async with semaphore:
+                now = self._clock()
+                if deadline is None:
+                    started = now
+                    deadline = None if self.settings.row_deadline_s is None else now + self.settings.row_deadline_s
+                remaining = self.settings.request_timeout_s if deadline is None else deadline - now
+                attempts += 1
+                self.in_flight += 1
+                try:
+                    reply = await post_json(self._get_session(), self.spec.url, body, self.spec.headers,
+                                            min(self.settings.request_timeout_s, remaining))
+                    status = reply.status
+                    value, choices = _check_reply(reply, parse)
+                    error = None
+                except EndpointError as exc:
+                    error = exc
+                finally:
+                    self.in_flight -= 1
+                self.observer.request_done(self._clock() - now, error is None)
+            if error is None:
+                return RowResult(value, OK, status=status, attempts=attempts,
+                                 usage=parse_usage(reply.payload), choices=choices,
+                                 latency_s=self._clock() - started)
+            if not error.retryable or attempts >= policy.max_attempts:
+                break
+            delay = delay_before_retry(policy, attempts, error.retry_after)
+            if deadline is not None and self._clock() + delay >= deadline:
+                error = type(error)(f"{error} (row deadline of {self.settings.row_deadline_s:g} s "
+                                    f"reached before retry {attempts})", retryable=False, status=error.status)
+                break
+            self.observer.retry()
+            await self._sleep(delay)
+        outcome = FAILED if policy.final_action == "FAILOVER" else IGNORED
+        message = self._redact(f"{error} [{self.spec.url}]")
+        if outcome == IGNORED:
+            logger.debug("row ignored after %d attempt(s): %s", attempts, message)
+        return RowResult(None, outcome, error=message, status=status, attempts=attempts,
+                         latency_s=self._clock() - started)
+
+    def _redact(self, text: str) -> str:
+        key = self.spec.api_key
+        return text.replace(key, self.spec.masked_key or "***") if key else text
+
+    def _get_semaphore(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
+        return self._semaphore
+
+    def _get_session(self):
+        if self._session is None or self._session.closed:
+            self._session = new_session(self.settings.max_concurrency)
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the HTTP session; call on the loop that made the requests."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+        self._semaphore = None
+
+
+def _check_reply(reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]]):
+    """Turn a reply into (value, choices) or raise the matching ``EndpointError``."""
+    if 200 <= reply.status < 300:
+        try:
+            if not reply.is_json:
+                raise MalformedResponseError("response body is not JSON", retryable=True)
+            return parse(reply.payload)
+        except MalformedResponseError as exc:
+            retryable = is_retryable_status(500, reply.headers)  # only x-should-retry can veto
+            raise MalformedResponseError(f"HTTP {reply.status} with a malformed body: {exc}",
+                                         retryable=retryable, status=reply.status) from None
+    raise EndpointStatusError(
+        f"HTTP {reply.status}: {error_message(reply.payload, reply.raw)}",
+        retryable=is_retryable_status(reply.status, reply.headers), status=reply.status,
+        retry_after=parse_retry_after(reply.headers))
+
+
+def _chat_value(payload: Any) -> tuple[str, tuple[str, ...]]:
+    choices = parse_chat_choices(payload)
+    return choices[0], choices
+
+
+def _single_embedding(payload: Any) -> tuple[list[float], tuple[str, ...]]:
+    return parse_embeddings(payload, 1)[0], ()
+
+
+async def _gather_or_cancel(coroutines: list[Awaitable[Any]]) -> list[Any]:
+    """``gather`` that cancels the siblings when one raises, and waits for them to finish."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def usage_total(results: Sequence[RowResult]) -> Usage:
+    """Sum of the token usage over ``results``."""
+    prompt = sum(r.usage.prompt_tokens for r in results if r.usage)
+    completion = sum(r.usage.completion_tokens for r in results if r.usage)
+    return Usage(prompt, completion, prompt + completion)

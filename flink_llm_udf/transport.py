@@ -1,0 +1,97 @@
+"""The only module that touches aiohttp's client: one POST, its failures translated once.
+
+aiohttp's exceptions become ``EndpointConnectionError`` / ``EndpointTimeoutError`` here, so the
+engine sees only the package's own tree.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from .errors import EndpointConnectionError, EndpointTimeoutError
+
+_NOT_JSON = object()
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPReply:
+    """A response fully read: status, headers, raw body and the body parsed as JSON (or None)."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    raw: bytes
+    payload: Any
+    is_json: bool
+
+
+def new_session(max_connections: int) -> aiohttp.ClientSession:
+    """A client session for one worker; must be created inside the running event loop."""
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0,
+                                     keepalive_timeout=30, enable_cleanup_closed=True)
+    # Timeouts are per request (see post_json); proxies from the environment are honoured.
+    return aiohttp.ClientSession(connector=connector, trust_env=True,
+                                 timeout=aiohttp.ClientTimeout(total=None),
+                                 json_serialize=json.dumps, skip_auto_headers=("User-Agent",))
+
+
+async def post_json(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+                    headers: tuple[tuple[str, str], ...], timeout_s: float) -> HTTPReply:
+    """POST ``body`` as JSON and read the whole reply within ``timeout_s`` seconds."""
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    try:
+        async with asyncio.timeout(timeout_s) if hasattr(asyncio, "timeout") else _timeout(timeout_s):
+            async with session.post(url, data=data, headers=list(headers)) as response:
+                raw = await response.read()
+                status, reply_headers = response.status, response.headers
+    except (asyncio.TimeoutError, TimeoutError):
+        raise EndpointTimeoutError(f"no complete response within {timeout_s:g} s", retryable=True) from None
+    except aiohttp.ClientError as exc:
+        raise EndpointConnectionError(f"connection error: {_describe(exc)}", retryable=True) from None
+    except OSError as exc:
+        raise EndpointConnectionError(f"connection error: {exc.strerror or exc}", retryable=True) from None
+    payload: Any = _NOT_JSON
+    if raw:
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            payload = _NOT_JSON
+    is_json = payload is not _NOT_JSON
+    return HTTPReply(status, reply_headers, raw, payload if is_json else None, is_json)
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    # aiohttp messages can contain the URL but never request headers, so the key cannot leak.
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+class _timeout:
+    """asyncio.timeout for Python 3.10 (which lacks it)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+        self._expired = False
+
+    async def __aenter__(self) -> None:
+        self._task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_later(self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._expired and exc_type is asyncio.CancelledError:
+            raise asyncio.TimeoutError
+        return False
