@@ -148,14 +148,17 @@ def _check_float(keyword: str, value: Any) -> float:
     return number
 
 
+def _enum_allowed(keyword: str) -> str:
+    return "allowed values are " + ", ".join(repr(a) for a in _ENUMS[keyword])
+
+
 def _check_enum(keyword: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise _type_error(keyword, "a string", value)
-    allowed = _ENUMS[keyword]
-    for canonical in allowed:
+        raise _type_error(keyword, f"a string ({_enum_allowed(keyword)})", value)
+    for canonical in _ENUMS[keyword]:
         if value.strip().lower() == canonical.lower():
             return canonical
-    raise _value_error(keyword, "allowed values are " + ", ".join(repr(a) for a in allowed), value)
+    raise _value_error(keyword, _enum_allowed(keyword), value)
 
 
 def _check_endpoint(value: str) -> str:
@@ -284,12 +287,12 @@ class OpenAICompatProvider(Provider):
             values[keyword] = None if value is None else self._validate(keyword, value)
         if values["system_prompt"] is None:
             raise _type_error("system_prompt", "a string ('' disables it)", None)
-        if values["content_type"] is None or values["context_overflow_action"] is None:
-            missing = "content_type" if values["content_type"] is None else "context_overflow_action"
-            raise _type_error(missing, "a string", None)
-        for keyword in ("error_handling_strategy", "retry_num", "retry_backoff_strategy",
-                        "retry_backoff_base_interval", "retry_fallback_strategy"):
+        for keyword in ("content_type", "context_overflow_action", "error_handling_strategy",
+                        "retry_num", "retry_backoff_strategy", "retry_backoff_base_interval",
+                        "retry_fallback_strategy"):
             if values[keyword] is None:
+                if keyword in _ENUMS:
+                    raise _type_error(keyword, f"a string ({_enum_allowed(keyword)})", None)
                 raise _type_error(keyword, "set (it has a default)", None)
         if values["endpoint"] is not None:
             implied = task_of_endpoint(values["endpoint"])
