@@ -167,7 +167,10 @@ def parse_chat_choices(payload: Any) -> tuple[str, ...]:
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not choices:
         raise MalformedResponseError("response has no 'choices' list", retryable=True)
-    ordered = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
+    indexes = [c.get("index", 0) if isinstance(c, dict) else 0 for c in choices]
+    if not all(isinstance(i, int) for i in indexes):
+        raise MalformedResponseError("a choice has a non-integer 'index'", retryable=True)
+    ordered = [c for _, _, c in sorted(zip(indexes, range(len(choices)), choices))]
     contents = []
     for choice in ordered:
         message = choice.get("message") if isinstance(choice, dict) else None
@@ -192,6 +195,8 @@ def parse_embeddings(payload: Any, expected: int) -> list[list[float]]:
         vector = item.get("embedding") if isinstance(item, dict) else None
         if not isinstance(index, int) or not 0 <= index < expected or not isinstance(vector, list):
             raise MalformedResponseError("an embedding item has no valid 'index'/'embedding'", retryable=True)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector):
+            raise MalformedResponseError("an embedding holds a value that is not a number", retryable=True)
         vectors[index] = [float(x) for x in vector]
     if any(v is None for v in vectors):
         raise MalformedResponseError("response repeats an embedding index", retryable=True)
