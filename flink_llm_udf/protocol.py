@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigurationError, MalformedResponseError
+from .errors import ConfigurationError, InvalidOptionError, MalformedResponseError
 from .providers import (TASK_CHAT, TASK_EMBEDDINGS, OpenAICompatProvider, mask_secret,
                         parse_extra_header, parse_stop, task_of_endpoint)
 from .retry import RetryPolicy
@@ -66,7 +66,8 @@ def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | No
             "in the environment where the job runs")
     implied = task_of_endpoint(endpoint)
     if implied and provider.task and implied != provider.task:
-        raise ConfigurationError(f"task={provider.task!r} contradicts endpoint {endpoint!r}")
+        raise InvalidOptionError(f"task={provider.task!r} contradicts endpoint {endpoint!r} "
+                                 f"(from {ENV_BASE_URL}), whose path names the {implied!r} task")
     task = provider.task or implied or TASK_CHAT
     url = endpoint if implied else endpoint.rstrip("/") + "/" + task
 
