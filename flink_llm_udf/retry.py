@@ -8,6 +8,7 @@ delay before retry k is the base interval (FIXED) or base * 2**(k-1) capped at 6
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,13 +67,14 @@ def backoff_delay(retry_number: int, backoff: str, base_interval_s: float) -> fl
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds the server asks us to wait, from ``retry-after-ms`` or ``Retry-After``; else None.
 
-    ``Retry-After`` may be seconds or an HTTP date. Unparseable or negative values are ignored.
+    ``Retry-After`` may be seconds or an HTTP date. Unparseable, negative or non-finite values are
+    ignored.
     """
     raw_ms = _header(headers, "retry-after-ms")
     if raw_ms is not None:
         try:
             value = float(raw_ms)
-            if value >= 0:
+            if math.isfinite(value) and value >= 0:
                 return value / 1000.0
         except ValueError:
             pass
@@ -81,7 +83,7 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         return None
     try:
         value = float(raw)
-        return value if value >= 0 else None
+        return value if math.isfinite(value) and value >= 0 else None
     except ValueError:
         pass
     try:
