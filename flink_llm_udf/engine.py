@@ -23,7 +23,7 @@ from .providers import TASK_CHAT, OpenAICompatProvider
 from .results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
 from .retry import delay_before_retry, is_retryable_status, parse_retry_after
 from .tokens import fit_to_context, load_encoding
-from .transport import HTTPReply, new_session, post_json
+from .transport import HTTPReply, abandon_session, new_session, post_json
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class LLMEngine:
         self._sleep = sleep
         self._clock = clock
         self._session = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self.in_flight = 0
 
@@ -231,6 +232,7 @@ class LLMEngine:
 
     def _get_session(self):
         if self._session is None or self._session.closed:
+            self._loop = asyncio.get_running_loop()
             self._session = new_session(self.settings.max_concurrency)
         return self._session
 
@@ -238,6 +240,25 @@ class LLMEngine:
         """Close the HTTP session; call on the loop that made the requests."""
         if self._session is not None and not self._session.closed:
             await self._session.close()
+        self._session = None
+        self._semaphore = None
+
+    def close_from_outside(self, timeout_s: float = 5.0) -> None:
+        """Close from a thread other than the engine's loop (Flink's ``close()``).
+
+        If the loop that made the requests still runs, the session is closed on it; if Flink has
+        already stopped it, the session is abandoned without awaiting.
+        """
+        session, loop = self._session, self._loop
+        if session is None or session.closed:
+            return
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout_s)
+                return
+            except Exception:  # noqa: BLE001 - fall back to abandoning it
+                pass
+        abandon_session(session)
         self._session = None
         self._semaphore = None
 

@@ -5,6 +5,7 @@ The engine calls an ``EngineObserver``; the Flink adapters implement it on Flink
 """
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Protocol
 
@@ -22,9 +23,10 @@ METRIC_NAMES = {
     "rowsNull": "NULL input rows (no request)",
     "promptTokens": "prompt tokens the endpoint reported",
     "completionTokens": "completion tokens the endpoint reported",
-    "requestLatencyMs": "histogram of request latency in milliseconds",
-    "inFlight": "gauge: requests in flight now",
+    "requestLatencyP50Ms": "median latency of the last 1,024 requests, in milliseconds",
+    "requestLatencyP99Ms": "99th-percentile latency of the last 1,024 requests, in milliseconds",
 }
+LATENCY_WINDOW = 1024
 
 
 class EngineObserver(Protocol):
@@ -55,20 +57,17 @@ _ROW_COUNTER = {OK: "rowsSucceeded", FAILED: "rowsFailed", IGNORED: "rowsIgnored
 class CountingObserver:
     """Thread-safe counters under ``METRIC_NAMES``, plus request latencies for percentiles."""
 
-    def __init__(self, keep_latencies: int = 100_000) -> None:
+    def __init__(self, keep_latencies: int = LATENCY_WINDOW) -> None:
         self._lock = threading.Lock()
-        self.counts: dict[str, int] = {name: 0 for name in METRIC_NAMES
-                                       if name not in ("requestLatencyMs", "inFlight")}
-        self.latencies_s: list[float] = []
-        self._keep = keep_latencies
+        self.counts: dict[str, int] = {name: 0 for name in METRIC_NAMES if "Latency" not in name}
+        self.latencies_s: collections.deque[float] = collections.deque(maxlen=keep_latencies)
 
     def request_done(self, latency_s: float, ok: bool) -> None:
         with self._lock:
             self.counts["requests"] += 1
             if not ok:
                 self.counts["requestErrors"] += 1
-            if len(self.latencies_s) < self._keep:
-                self.latencies_s.append(latency_s)
+            self.latencies_s.append(latency_s)
 
     def retry(self) -> None:
         with self._lock:
@@ -81,9 +80,18 @@ class CountingObserver:
                 self.counts["promptTokens"] += result.usage.prompt_tokens
                 self.counts["completionTokens"] += result.usage.completion_tokens
 
-    def latency_percentile_ms(self, q: float) -> float | None:
+    def latency_percentile_ms(self, q: float) -> float:
+        """Latency percentile ``q`` (0..1) over the recent window, in ms; 0 before any request."""
         with self._lock:
             ordered = sorted(self.latencies_s)
         if not ordered:
-            return None
+            return 0.0
         return 1000.0 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def value(self, name: str) -> float:
+        """The current value of metric ``name`` (a count, or a latency percentile in ms)."""
+        if name == "requestLatencyP50Ms":
+            return self.latency_percentile_ms(0.5)
+        if name == "requestLatencyP99Ms":
+            return self.latency_percentile_ms(0.99)
+        return self.counts[name]

@@ -95,3 +95,18 @@ class _timeout:
         if self._expired and exc_type is asyncio.CancelledError:
             raise asyncio.TimeoutError
         return False
+
+
+def abandon_session(session: aiohttp.ClientSession) -> None:
+    """Release a session whose event loop has already stopped (no await possible).
+
+    Flink stops an async operator's loop before it calls the function's ``close()``; detaching
+    the connector and closing its sockets keeps aiohttp from warning about an unclosed session.
+    """
+    connector = session.connector
+    session.detach()
+    if connector is not None and not connector.closed:
+        try:
+            connector._close()  # the synchronous half of close(): closes transports, no await
+        except RuntimeError:
+            pass  # the loop is closed: the sockets go with the process

@@ -1,0 +1,22 @@
+"""Functions for pure SQL, configured by job parameters under ``ai.`` (embeddings: ``ai.embed.``).
+
+    CREATE TEMPORARY FUNCTION ai_complete AS 'flink_llm_udf.sql.ai_complete' LANGUAGE PYTHON;
+    SET 'pipeline.global-job-parameters' = 'ai.endpoint:http://127.0.0.1:8000/v1,ai.model:m';
+    SELECT ai_complete(review) FROM reviews;
+
+``flink-llm sql`` also accepts ``SET 'ai.model' = 'm';`` and turns such keys into job parameters.
+Endpoint and key fall back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_API_KEY_FILE``.
+"""
+from __future__ import annotations
+
+from .flink.async_scalar import ai_complete_async_udf, ai_embed_async_udf
+from .flink.pandas_udf import ai_complete_result_udf, ai_complete_udf, ai_embed_udf
+from .flink.register import EMBED_PREFIXES
+
+ai_complete = ai_complete_udf(name="ai_complete")
+ai_complete_result = ai_complete_result_udf(name="ai_complete_result")
+ai_complete_async = ai_complete_async_udf(name="ai_complete_async")
+ai_embed = ai_embed_udf(prefix=EMBED_PREFIXES, name="ai_embed")
+ai_embed_async = ai_embed_async_udf(prefix=EMBED_PREFIXES, name="ai_embed_async")
+
+__all__ = ["ai_complete", "ai_complete_result", "ai_complete_async", "ai_embed", "ai_embed_async"]
