@@ -13,8 +13,10 @@ import argparse
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from ..errors import InvalidOptionError, InvalidOptionTypeError
 
 __all__ = [
     "API_KEY_ENV",
@@ -75,7 +77,9 @@ class SimulatorConfig:
     """Everything the simulator can be told; validated on construction.
 
     Probabilities are in [0, 1]; durations are non-negative; ``None`` disables an optional
-    limit. Replies never depend on these options, only faults, limits and timing do.
+    limit. A bad value raises ``InvalidOptionError`` (a ``ValueError``), a bad type
+    ``InvalidOptionTypeError`` (a ``TypeError``). Replies never depend on these options,
+    only faults, limits and timing do. ``repr`` leaves the API key out.
     """
 
     host: str = "127.0.0.1"
@@ -85,7 +89,7 @@ class SimulatorConfig:
     latency_jitter_ms: float = 0.0
     tail_fraction: float = 0.0
     tail_multiplier: float = 10.0
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     context_window: int | None = None
     max_in_flight: int | None = None
     rate_per_minute: int | None = None
@@ -105,14 +109,16 @@ class SimulatorConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.models, str) or not isinstance(self.models, Sequence):
-            raise TypeError(f"models must be a list of names, got {self.models!r}")
+            raise InvalidOptionTypeError(
+                f"models must be a list of names, got {self.models!r}"
+            )
         object.__setattr__(self, "models", tuple(self.models))
         if not self.models or not all(isinstance(m, str) and m for m in self.models):
-            raise ValueError(f"models must be non-empty names, got {self.models!r}")
+            raise InvalidOptionError(f"models must be non-empty names, got {self.models!r}")
         if not isinstance(self.host, str) or not self.host:
-            raise ValueError(f"host must be a non-empty string, got {self.host!r}")
+            raise InvalidOptionError(f"host must be a non-empty string, got {self.host!r}")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
-            raise ValueError("api_key must be a non-empty string or None")
+            raise InvalidOptionError("api_key must be a non-empty string or None")
         _check_int("port", self.port, 0, 65535)
         _check_int("seed", self.seed, None, None)
         _check_int("record_limit", self.record_limit, 0, None)
@@ -127,13 +133,15 @@ class SimulatorConfig:
             _check_number(name, getattr(self, name), 0.0, 1.0)
         for name in ("retry_after_ms_header", "record_requests"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise InvalidOptionTypeError(
+                    f"{name} must be true or false, got {getattr(self, name)!r}"
+                )
 
     def with_changes(self, changes: Mapping[str, Any]) -> SimulatorConfig:
         """Return a copy with ``changes`` applied; only runtime-changeable fields are allowed."""
         unknown = sorted(set(changes) - set(RUNTIME_FIELDS))
         if unknown:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"cannot change {', '.join(unknown)} at runtime; "
                 f"changeable: {', '.join(RUNTIME_FIELDS)}"
             )
@@ -159,16 +167,16 @@ RUNTIME_FIELDS: tuple[str, ...] = tuple(
 
 def _check_int(name: str, value: Any, low: int | None, high: int | None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise InvalidOptionTypeError(f"{name} must be an integer, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+        raise InvalidOptionError(f"{name} must be in [{low}, {high}], got {value!r}")
 
 
 def _check_number(name: str, value: Any, low: float | None, high: float | None) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
+        raise InvalidOptionTypeError(f"{name} must be a finite number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+        raise InvalidOptionError(f"{name} must be in [{low}, {high}], got {value!r}")
 
 
 def _flag(name: str) -> str:
@@ -188,12 +196,13 @@ def build_parser(prog: str = "python -m flink_llm_udf.simulator") -> argparse.Ar
         if f.name == "models":
             parser.add_argument(_flag(f.name), nargs="+", metavar="NAME", help=help_text)
         elif isinstance(default, bool):
-            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction,
+                                help=help_text)
         else:
             kind = f.type if isinstance(f.type, str) else str(f.type)
             parse = int if kind.startswith("int") else float if kind.startswith("float") else str
-            parser.add_argument(_flag(f.name), type=parse, metavar="N" if parse is not str else None,
-                                help=help_text)
+            metavar = None if parse is str else "N"
+            parser.add_argument(_flag(f.name), type=parse, metavar=metavar, help=help_text)
     parser.add_argument("--port-file", help="write the bound port to this file once listening")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
     parser.set_defaults(**{f.name: None for f in fields(SimulatorConfig)})

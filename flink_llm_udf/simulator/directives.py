@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FlinkLLMError
 
 __all__ = ["MARKER", "Directive", "DirectiveError", "parse_directive"]
 
@@ -36,7 +39,7 @@ MARKER = "[sim:"
 _GROUP = re.compile(r"\[sim:([^\]]*)\]")
 
 
-class DirectiveError(ValueError):
+class DirectiveError(FlinkLLMError, ValueError):
     """A ``[sim:...]`` directive has an unknown key or a bad value."""
 
 
@@ -69,8 +72,8 @@ class Directive:
 
 def _int(key: str, value: str | None, low: int, high: int) -> int:
     try:
-        number = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = int(value or "")
+    except ValueError:
         raise DirectiveError(f"[sim:{key}=...] needs an integer, got {value!r}") from None
     if not low <= number <= high:
         raise DirectiveError(f"[sim:{key}=...] must be in [{low}, {high}], got {number}")
@@ -79,8 +82,8 @@ def _int(key: str, value: str | None, low: int, high: int) -> int:
 
 def _seconds(key: str, value: str | None) -> float:
     try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = float(value or "")
+    except ValueError:
         raise DirectiveError(f"[sim:{key}=...] needs a number, got {value!r}") from None
     if not 0.0 <= number <= 86_400_000.0:
         raise DirectiveError(f"[sim:{key}=...] must be a non-negative number, got {value!r}")
@@ -101,7 +104,7 @@ def parse_directive(text: str) -> Directive | None:
             if item:
                 key, sep, value = item.partition("=")
                 items[key.strip()] = value.strip() if sep else None
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}
     for key, value in items.items():
         if key == "status":
             fields["status"] = _int(key, value, 100, 599)
@@ -128,4 +131,4 @@ def parse_directive(text: str) -> Directive | None:
             fields["should_retry"] = value == "true"
         else:
             raise DirectiveError(f"unknown simulator directive {key!r} in [sim:...]")
-    return Directive(**fields)  # type: ignore[arg-type]
+    return Directive(**fields)

@@ -48,7 +48,9 @@ class Fault:
 
 def format_seconds(seconds: float) -> str:
     """Header value for a delay in seconds: ``"2"`` when integral, else ``"0.25"``."""
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:.3f}".rstrip("0").rstrip(".")
+    if float(seconds).is_integer():
+        return str(int(seconds))
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
 def retry_headers(

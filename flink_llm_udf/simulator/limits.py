@@ -22,7 +22,7 @@ class FixedWindow:
         self._count = 0
 
     def acquire(self, limit: int, now: float) -> float | None:
-        """Count one request at ``now``; ``None`` if admitted, else seconds until the window rolls."""
+        """Count a request at ``now``: ``None`` if admitted, else seconds until the window rolls."""
         if self._start is None or now - self._start >= self.window_s:
             self._start = now
             self._count = 0

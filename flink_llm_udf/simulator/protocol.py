@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import FlinkLLMError
 from .replies import (
     content_text,
     count_words,
@@ -41,7 +42,7 @@ MAX_CHOICES = 128
 MAX_DIMENSIONS = 65536
 
 
-class RequestError(ValueError):
+class RequestError(FlinkLLMError, ValueError):
     """The request body is invalid; carries the OpenAI ``param`` and ``code`` to report."""
 
     def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:

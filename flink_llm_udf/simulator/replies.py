@@ -129,14 +129,13 @@ def cut_reply(
     positions = [i for s in _stop_list(stop) if (i := reply.find(s)) >= 0]
     if positions:
         reply = reply[: min(positions)]
-    if max_tokens is not None:
+    if max_tokens is not None and len(reply.split()) > max_tokens:  # split: cheap common case
+        end = 0
         for count, match in enumerate(_WORD.finditer(reply), start=1):
             if count == max_tokens:
-                if reply[match.end():].strip():
-                    return ChatChoice(reply[: match.end()], "length")
+                end = match.end()
                 break
-        if max_tokens <= 0 and reply.strip():
-            return ChatChoice("", "length")
+        return ChatChoice(reply[:end], "length")
     return ChatChoice(reply, "stop")
 
 

@@ -1,0 +1,59 @@
+"""OpenAI-compatible HTTP server with deterministic replies and fault injection.
+
+Used by demos, the package's tests and throughput benchmarks. Replies depend only on the
+request (see :mod:`.replies` for the format), so tests can compute every row's expected
+answer with :func:`expected_chat_reply` / :func:`expected_embedding`; failures are injected
+by rate (seeded, see :mod:`.faults`) or by ``[sim:...]`` directives in a row's text (see
+:mod:`.directives`).
+
+Run it with ``python -m flink_llm_udf.simulator --help`` (or ``flink-llm simulator``), or
+from Python, pointing any OpenAI-compatible client at ``base_url``::
+
+    with SimulatorThread(latency_ms=5, fault_503=0.1) as sim:
+        ...  # send requests to sim.base_url ("http://127.0.0.1:PORT/v1")
+        assert sim.stats()["faults"].get("fault_503", 0) > 0
+
+Use :class:`SimulatorProcess` instead when the client must not share this process's GIL.
+"""
+
+from __future__ import annotations
+
+from .cli import main
+from .config import DEFAULT_EMBEDDING_DIMENSIONS, RUNTIME_FIELDS, SimulatorConfig
+from .control import SimulatorError, SimulatorProcess, SimulatorThread
+from .directives import Directive, DirectiveError, parse_directive
+from .replies import (
+    ChatChoice,
+    content_text,
+    count_words,
+    expected_chat_choice,
+    expected_chat_reply,
+    expected_embedding,
+    expected_prompt_tokens,
+    first_user_text,
+)
+from .server import RunningSimulator, SimulatorServer, start_simulator
+
+__all__ = [
+    "DEFAULT_EMBEDDING_DIMENSIONS",
+    "RUNTIME_FIELDS",
+    "ChatChoice",
+    "Directive",
+    "DirectiveError",
+    "RunningSimulator",
+    "SimulatorConfig",
+    "SimulatorError",
+    "SimulatorProcess",
+    "SimulatorServer",
+    "SimulatorThread",
+    "content_text",
+    "count_words",
+    "expected_chat_choice",
+    "expected_chat_reply",
+    "expected_embedding",
+    "expected_prompt_tokens",
+    "first_user_text",
+    "main",
+    "parse_directive",
+    "start_simulator",
+]
