@@ -19,7 +19,7 @@ from .errors import (EndpointError, EndpointStatusError, InvalidOptionError, Mal
 from .metrics import EngineObserver, NullObserver
 from .protocol import (CallSpec, Usage, build_chat_body, build_embeddings_body, error_message,
                        parse_chat_choices, parse_embeddings, parse_usage, resolve_call)
-from .providers import TASK_CHAT, OpenAICompatProvider
+from .providers import TASK_CHAT, OpenAICompatProvider, mask_secret
 from .results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
 from .retry import delay_before_retry, is_retryable_status, parse_retry_after
 from .tokens import fit_to_context, load_encoding
@@ -194,7 +194,7 @@ class LLMEngine:
                     reply = await post_json(self._get_session(), self.spec.url, body, self.spec.headers,
                                             min(self.settings.request_timeout_s, remaining))
                     status = reply.status
-                    value, choices = _check_reply(reply, parse)
+                    value, choices = _check_reply(reply, parse, self.spec.api_key)
                     error = None
                 except EndpointError as exc:
                     error = exc
@@ -263,7 +263,8 @@ class LLMEngine:
         self._semaphore = None
 
 
-def _check_reply(reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]]):
+def _check_reply(reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]],
+                 api_key: str | None = None):
     """Turn a reply into (value, choices) or raise the matching ``EndpointError``."""
     if 200 <= reply.status < 300:
         try:
@@ -274,8 +275,10 @@ def _check_reply(reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, 
             retryable = is_retryable_status(500, reply.headers)  # only x-should-retry can veto
             raise MalformedResponseError(f"HTTP {reply.status} with a malformed body: {exc}",
                                          retryable=retryable, status=reply.status) from None
+    # Redact before error_message cuts the body: a cut echo of the key would escape _redact.
+    raw = reply.raw.replace(api_key.encode(), (mask_secret(api_key) or "").encode()) if api_key else reply.raw
     raise EndpointStatusError(
-        f"HTTP {reply.status}: {error_message(reply.payload, reply.raw)}",
+        f"HTTP {reply.status}: {error_message(reply.payload, raw)}",
         retryable=is_retryable_status(reply.status, reply.headers), status=reply.status,
         retry_after=parse_retry_after(reply.headers))
 
