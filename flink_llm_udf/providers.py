@@ -116,7 +116,8 @@ _FLOAT_OPTIONS: dict[str, tuple[float | None, float | None]] = {
 
 
 def _type_error(keyword: str, expected: str, value: Any) -> InvalidOptionTypeError:
-    shown = "<redacted>" if keyword == "api_key" else repr(value)
+    # keyword may also read "option 'api-key'" (from_options)
+    shown = "<redacted>" if "api_key" in keyword or "api-key" in keyword else repr(value)
     return InvalidOptionTypeError(
         f"{keyword} must be {expected}, got {type(value).__name__} {shown}")
 
