@@ -36,7 +36,7 @@ class CallSpec:
 
     url: str
     task: str
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...] = field(repr=False)  # holds "Authorization: Bearer <key>"
     base_body: Mapping[str, Any]
     system_prompt: str
     user_prompt: str | None
