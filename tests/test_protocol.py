@@ -137,11 +137,15 @@ def test_no_key_means_no_authorization_header(environ):
     assert header_values(spec, "Content-Type") == ["application/json"]
 
 
-def test_call_spec_repr_hides_the_key():
-    spec = spec_of(endpoint="http://h/v1", api_key=KEY)
-    # headers carry the key for the wire; the spec's repr must still not leak it via api_key
+@pytest.mark.parametrize("environ,kwargs", [
+    ({}, {"api_key": KEY}),
+    ({"OPENAI_API_KEY": KEY}, {}),
+])
+def test_call_spec_repr_hides_the_key(environ, kwargs):
+    spec = spec_of(environ, endpoint="http://h/v1", **kwargs)
     assert spec.masked_key == "sk-…WXYZ"
-    assert "api_key=" not in repr(spec)
+    assert ("Authorization", f"Bearer {KEY}") in spec.headers  # the wire needs it ...
+    assert KEY not in repr(spec) and KEY not in str(spec)  # ... a log line must not show it
 
 
 # --- headers ------------------------------------------------------------------------------------

@@ -438,6 +438,13 @@ def test_exceptions_never_contain_the_key(kwargs):
     assert "12345678901234567890" not in str(info.value)
 
 
+@pytest.mark.parametrize("raw", [KEY.encode(), 12345678901234567890, [KEY]])
+def test_from_options_exceptions_never_contain_the_key(raw):
+    with pytest.raises(TypeError, match="api-key") as info:
+        OpenAICompatProvider.from_options({"api-key": raw})
+    assert KEY not in str(info.value) and "12345678901234567890" not in str(info.value)
+
+
 # --- value semantics ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs", CONFIGURATIONS)
