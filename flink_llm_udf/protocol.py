@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError, InvalidOptionError, MalformedResponseError
 from .providers import (TASK_CHAT, TASK_EMBEDDINGS, OpenAICompatProvider, mask_secret,
@@ -64,12 +65,17 @@ def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | No
         raise ConfigurationError(
             f"no endpoint: set endpoint= on the provider (option key 'endpoint') or {ENV_BASE_URL} "
             "in the environment where the job runs")
+    if not provider.endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError(
+                f"{ENV_BASE_URL}={endpoint!r} is not an http(s) URL such as https://api.openai.com/v1")
     implied = task_of_endpoint(endpoint)
     if implied and provider.task and implied != provider.task:
         raise InvalidOptionError(f"task={provider.task!r} contradicts endpoint {endpoint!r} "
                                  f"(from {ENV_BASE_URL}), whose path names the {implied!r} task")
     task = provider.task or implied or TASK_CHAT
-    url = endpoint if implied else endpoint.rstrip("/") + "/" + task
+    url = endpoint if implied else _append_path(endpoint, task)
 
     api_key = provider.api_key or env.get(ENV_API_KEY) or _read_key_file(env.get(ENV_API_KEY_FILE))
     headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
@@ -110,6 +116,12 @@ def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | No
             provider.retry_backoff_base_interval, provider.retry_fallback_strategy),
         api_key=api_key or None,
     )
+
+
+def _append_path(base_url: str, task: str) -> str:
+    """``https://h/v1?x=1`` + ``chat/completions`` -> ``https://h/v1/chat/completions?x=1``."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + task))
 
 
 def _read_key_file(path: str | None) -> str | None:
