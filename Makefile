@@ -1,0 +1,46 @@
+# Two commands do all the setup on a fresh machine with Python >= 3.10 and Java >= 11:
+#   make demo   virtualenv + install + the sample job against the simulator
+#   make test   virtualenv + install + the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: test demo venv check-java cluster-start cluster-stop bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(MAKE) --no-print-directory check-java
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+check-java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "error: java not found on PATH. PyFlink 2.3 needs a JDK/JRE 11 or newer (17 recommended)," >&2; \
+	  echo "       e.g. 'apt-get install openjdk-17-jre-headless', or set JAVA_HOME and PATH." >&2; exit 1; }
+	@version=$$(java -version 2>&1 | awk -F'"' '/version/ {print $$2; exit}'); \
+	 major=$${version%%.*}; [ "$$major" = "1" ] && major=$$(echo "$$version" | cut -d. -f2); \
+	 case "$$major" in ''|*[!0-9]*) echo "error: cannot read the Java version from 'java -version'" >&2; exit 1;; esac; \
+	 if [ "$$major" -lt 11 ]; then \
+	   echo "error: java $$version is too old: PyFlink 2.3 needs Java 11 or newer (17 recommended)." >&2; exit 1; fi
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/flink-llm demo
+
+bench: venv
+	$(VENV)/bin/flink-llm bench --out bench-results
+
+cluster-start: venv
+	$(VENV)/bin/flink-llm cluster start
+
+cluster-stop: venv
+	$(VENV)/bin/flink-llm cluster stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
