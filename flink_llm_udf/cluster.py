@@ -53,6 +53,8 @@ from typing import Any
 
 import yaml
 
+from .errors import FlinkLLMError
+
 __all__ = [
     "CONFIG_PATH",
     "ClusterError",
@@ -77,7 +79,7 @@ _TERMINAL_JOB_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "SUSPENDED"}
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 
 
-class ClusterError(RuntimeError):
+class ClusterError(FlinkLLMError):
     """The standalone cluster could not be started, reached, used or stopped."""
 
 

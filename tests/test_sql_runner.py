@@ -1,0 +1,174 @@
+"""``flink-llm sql``: the statement splitter and SET parser (pure tables), and a local run."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from flink_llm_udf import sql_runner
+from flink_llm_udf.sql_runner import Statement, parse_set, python_files_import_paths, split_statements
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+SPLIT_CASES = [
+    pytest.param("", [], id="empty"),
+    pytest.param("  \n -- only a comment\n /* and another */ ", [], id="only-comments"),
+    pytest.param("SELECT 1", [("SELECT 1", 1)], id="no-final-semicolon"),
+    pytest.param("SELECT 1;SELECT 2;", [("SELECT 1", 1), ("SELECT 2", 1)], id="two-on-one-line"),
+    pytest.param("SELECT 1;\n\nSELECT 2;\n", [("SELECT 1", 1), ("SELECT 2", 3)], id="line-numbers"),
+    pytest.param(";;\n;SELECT 1;;", [("SELECT 1", 2)], id="empty-statements-dropped"),
+    pytest.param("SELECT 'a;b';", [("SELECT 'a;b'", 1)], id="semicolon-in-string"),
+    pytest.param("SELECT 'it''s;';", [("SELECT 'it''s;'", 1)], id="escaped-quote-in-string"),
+    pytest.param("SELECT '--x', '/*y*/';", [("SELECT '--x', '/*y*/'", 1)], id="comment-markers-in-string"),
+    pytest.param("SELECT `a;b` FROM t;", [("SELECT `a;b` FROM t", 1)], id="semicolon-in-backquotes"),
+    pytest.param("SELECT 1 -- one; two\n;", [("SELECT 1", 1)], id="semicolon-in-line-comment"),
+    pytest.param("SELECT /* ; */ 1;", [("SELECT /* ; */ 1", 1)], id="semicolon-in-block-comment"),
+    pytest.param("-- head\n/* multi\nline; */\nSELECT 1;", [("SELECT 1", 4)], id="leading-comments-dropped"),
+    pytest.param("SELECT 1 /* tail */;", [("SELECT 1", 1)], id="trailing-comment-dropped"),
+    pytest.param(
+        "SELECT a,\n  -- why\n  b FROM t;",
+        [("SELECT a,\n  -- why\n  b FROM t", 1)],
+        id="inner-comment-kept",
+    ),
+    pytest.param("SELECT 'unterminated;", [("SELECT 'unterminated;", 1)], id="unterminated-string"),
+    pytest.param("SELECT 1; /* unterminated", [("SELECT 1", 1)], id="unterminated-comment"),
+    pytest.param(
+        "SET 'k' = 'v';\nCREATE TABLE t (x INT) WITH ('connector' = 'datagen');",
+        [("SET 'k' = 'v'", 1), ("CREATE TABLE t (x INT) WITH ('connector' = 'datagen')", 2)],
+        id="set-then-ddl",
+    ),
+    pytest.param(
+        "EXECUTE STATEMENT SET BEGIN\nINSERT INTO a SELECT 1;\nINSERT INTO b SELECT 2;\nEND;\nSELECT 3;",
+        [
+            ("EXECUTE STATEMENT SET BEGIN\nINSERT INTO a SELECT 1;\nINSERT INTO b SELECT 2;\nEND", 1),
+            ("SELECT 3", 5),
+        ],
+        id="statement-set-block",
+    ),
+    pytest.param(
+        "execute statement set begin insert into a select ';'; end;",
+        [("execute statement set begin insert into a select ';'; end", 1)],
+        id="statement-set-lower-case",
+    ),
+    pytest.param(
+        "BEGIN STATEMENT SET;\nINSERT INTO a SELECT 1;\nEND;",
+        [("BEGIN STATEMENT SET", 1), ("INSERT INTO a SELECT 1", 2), ("END", 3)],
+        id="sql-client-statement-set",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), SPLIT_CASES)
+def test_split_statements(sql: str, expected: list[tuple[str, int]]) -> None:
+    assert split_statements(sql) == [Statement(text, line) for text, line in expected]
+
+
+SET_CASES = [
+    pytest.param("SET 'a.b' = 'c'", ("SET", "a.b", "c"), id="quoted"),
+    pytest.param("set 'a' = 'it''s'", ("SET", "a", "it's"), id="escaped-quote"),
+    pytest.param("SET 'a' = ''", ("SET", "a", ""), id="empty-value"),
+    pytest.param("SET 'p' = 'x = y'", ("SET", "p", "x = y"), id="equals-in-value"),
+    pytest.param("SET a.b=c", ("SET", "a.b", "c"), id="unquoted"),
+    pytest.param("SET\n  'a' =\n  '1s'", ("SET", "a", "1s"), id="multi-line"),
+    pytest.param("SET", ("SET", None, None), id="list"),
+    pytest.param("RESET 'a.b'", ("RESET", "a.b", None), id="reset-key"),
+    pytest.param("reset", ("RESET", None, None), id="reset-all"),
+    pytest.param("SELECT 1", None, id="not-set"),
+    pytest.param("SETTINGS", None, id="prefix-only"),
+    pytest.param("RESETX 'a'", None, id="reset-prefix-only"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SET_CASES)
+def test_parse_set(text: str, expected: tuple[str, str | None, str | None] | None) -> None:
+    assert parse_set(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/a/b/udfs.py", ["/a/b"]),
+        ("/a/b/udfs.py,/a/b/more.py", ["/a/b"]),
+        ("/a/pkg, /c/deps.zip", ["/a", "/c/deps.zip"]),
+        ("file:///x/y.py", ["/x"]),
+        ("", []),
+    ],
+)
+def test_python_files_import_paths(value: str, expected: list[str]) -> None:
+    assert python_files_import_paths(value) == expected
+
+
+def _args(**overrides: object) -> argparse.Namespace:
+    values = {
+        "file": "job.sql", "jobmanager": None, "pyexec": None, "pyfiles": "", "max_rows": 100,
+        "set": [], "detached": False,
+    }
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def test_cluster_command_uses_the_conf_dir(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "rest:\n  address: 127.0.0.1\n  port: 18081\npython.executable: /venv/bin/python\n"
+    )
+    command = sql_runner.cluster_command(_args(set=["a=b"], detached=True), tmp_path)
+    assert command[1:4] == ["run", "-m", "127.0.0.1:18081"]
+    assert "-pyexec" not in command  # the conf dir's python.executable goes into the job
+    tail = command[command.index("-pym") :]
+    assert tail[:3] == ["-pym", "flink_llm_udf.sql_runner", "--file"]
+    assert tail[-3:] == ["--set", "a=b", "--detached"]
+
+
+def test_cluster_command_without_conf_dir_names_this_python() -> None:
+    command = sql_runner.cluster_command(_args(jobmanager="h:1", pyfiles="/x/u.py"), None)
+    assert command[1:4] == ["run", "-m", "h:1"]
+    assert command[command.index("-pyexec") + 1] == sql_runner.sys.executable
+    assert command[command.index("-pyfs") + 1] == "/x/u.py"
+
+
+@pytest.mark.flink
+def test_local_run_of_a_sql_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    script = tmp_path / "local.sql"
+    script.write_text(
+        f"""-- a local mini-cluster run
+SET 'parallelism.default' = '1';
+SET 'python.files' = '{TESTS_DIR / "cluster_udfs.py"}';
+CREATE TEMPORARY FUNCTION py_upper AS 'cluster_udfs.upper' LANGUAGE PYTHON;
+CREATE TABLE local_out (id INT, upper_word STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv');
+INSERT INTO local_out SELECT id, py_upper(word) FROM (VALUES (1, 'a;b'), (2, 'c')) AS t(id, word);
+SELECT id, py_upper(word) AS w FROM (VALUES (7, 'x'), (8, 'y'), (9, 'z')) AS t(id, word);
+RESET 'parallelism.default';
+SET;
+"""
+    )
+    assert sql_runner.main(["-f", str(script), "--max-rows", "2", "--set", "pipeline.name=local-sql"]) == 0
+    printed = capsys.readouterr().out
+    lines = sorted(
+        line for part in out.iterdir() if not part.name.startswith(".") for line in part.read_text().splitlines()
+    )
+    assert lines == ["1,A;B", "2,C"]
+    assert "op | id | w" in printed
+    assert "+I | 7 | X" in printed and "+I | 8 | Y" in printed
+    assert "+I | 9 | Z" not in printed and "stopped after 2 rows" in printed
+    # SET; lists what is still set: --set and the file's SETs, minus the RESET one.
+    assert "'pipeline.name' = 'local-sql'" in printed
+    assert "'parallelism.default'" not in printed.split("(2 rows)")[-1]
+
+
+@pytest.mark.flink
+def test_failing_statement_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "bad.sql"
+    script.write_text("SET 'a' = 'b';\n\nCREATE TEMPORARY VIEW v AS SELECT 1 AS x;\n\nSELECT nope\nFROM missing_table;\n")
+    assert sql_runner.main(["-f", str(script)]) == 1
+    error = capsys.readouterr().err
+    assert "statement 3 (line 5) failed: SELECT nope" in error
+    assert "missing_table" in error
+
+
+def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        sql_runner.main(["-f", str(tmp_path / "absent.sql")])
+    assert exc.value.code == 2
