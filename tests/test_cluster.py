@@ -1,0 +1,113 @@
+"""A real standalone Flink cluster from the wheel: start, run Python jobs, metrics, stop.
+
+One cluster for the module (started by the ``standalone_cluster`` fixture on free ports);
+the tests run in file order and the last one stops it.
+"""
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cluster_fixtures import TESTS_DIR, read_csv_sink, standalone_cluster  # noqa: F401 (fixture)
+from cluster_udfs import WORDS
+
+from flink_llm_udf import sql_runner
+from flink_llm_udf.cluster import StandaloneCluster
+
+pytestmark = pytest.mark.cluster
+
+
+def test_cluster_comes_up_with_two_taskmanagers(standalone_cluster: StandaloneCluster) -> None:
+    overview = standalone_cluster.overview()
+    assert overview["taskmanagers"] == 2
+    assert overview["slots-total"] == 4
+    assert overview["flink-version"].startswith("2.3")
+    assert len(standalone_cluster.taskmanager_pids()) == 2
+    assert len(standalone_cluster.jobmanager_pids()) == 1
+    print(f"cluster start: {standalone_cluster.last_start_seconds:.1f} s")
+
+
+def test_flink_run_python_udf_job(standalone_cluster: StandaloneCluster, tmp_path: Path) -> None:
+    out = tmp_path / "words"
+    result = standalone_cluster.submit_python(TESTS_DIR / "cluster_udfs.py", ["--out", str(out)], timeout=240)
+    result.check()
+    assert result.job_id, result.stdout
+    assert standalone_cluster.wait_for_job(result.job_id, {"FINISHED"}, timeout=60) == "FINISHED"
+    rows = sorted(read_csv_sink(out), key=lambda row: int(row[0]))
+    assert rows == [[str(i), word, word.upper()] for i, word in WORDS]
+    print(f"flink run -py: {result.seconds:.1f} s")
+
+
+def test_sql_runner_on_cluster(
+    standalone_cluster: StandaloneCluster, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sql-out"
+    script = tmp_path / "job.sql"
+    script.write_text(
+        f"""-- runs as a job on the standalone cluster
+SET 'pipeline.name' = 'sql-runner-cluster-test';
+SET 'python.files' = '{TESTS_DIR / "cluster_udfs.py"}';
+CREATE TEMPORARY FUNCTION py_upper AS 'cluster_udfs.upper' LANGUAGE PYTHON;
+CREATE TEMPORARY FUNCTION worker_pid AS 'cluster_udfs.worker_pid' LANGUAGE PYTHON;
+CREATE TABLE sql_out (id INT, word STRING, upper_word STRING, pid STRING)
+  WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv');
+INSERT INTO sql_out
+SELECT id, word, py_upper(word), worker_pid(word)
+FROM (VALUES (1, 'semi;colon'), (2, 'it''s'), (3, CAST(NULL AS STRING))) AS t(id, word);
+"""
+    )
+    began = time.monotonic()
+    status = sql_runner.main(
+        ["-f", str(script), "--cluster", "--conf-dir", str(standalone_cluster.conf_dir), "--timeout", "240"]
+    )
+    seconds = time.monotonic() - began
+    output = capfd.readouterr()
+    assert status == 0, output.out + output.err
+    rows = sorted(read_csv_sink(out), key=lambda row: int(row[0]))
+    assert [row[:3] for row in rows] == [["1", "semi;colon", "SEMI;COLON"], ["2", "it's", "IT'S"], ["3", "", ""]]
+    # The UDF ran in a TaskManager's Python worker, not in this process.
+    assert all(row[3].isdigit() and int(row[3]) != os.getpid() for row in rows)
+    jobs = {job["name"]: job["state"] for job in standalone_cluster.jobs()}
+    assert jobs.get("sql-runner-cluster-test") == "FINISHED", jobs
+    print(f"sql runner on cluster: {seconds:.1f} s")
+
+
+def test_prometheus_serves_flink_metrics(standalone_cluster: StandaloneCluster) -> None:
+    urls = standalone_cluster.prometheus_urls()
+    assert len(urls) == 3, urls  # the JobManager and two TaskManagers
+    bodies = []
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            bodies.append(response.read().decode())
+    assert sum("flink_jobmanager_numRegisteredTaskManagers" in body for body in bodies) == 1
+    assert sum("flink_taskmanager_Status_JVM_CPU_Load" in body for body in bodies) == 2
+
+
+def test_killed_taskmanager_is_replaced(standalone_cluster: StandaloneCluster) -> None:
+    victim = standalone_cluster.kill_taskmanager()
+    assert victim not in standalone_cluster.taskmanager_pids()
+    began = time.monotonic()
+    replacement = standalone_cluster.start_taskmanager()
+    assert replacement in standalone_cluster.taskmanager_pids()
+    assert len(standalone_cluster.taskmanager_pids()) == 2
+    print(f"replacement TaskManager registered in {time.monotonic() - began:.1f} s")
+
+
+def test_stop_leaves_no_flink_processes(standalone_cluster: StandaloneCluster) -> None:
+    pids = standalone_cluster.jobmanager_pids() + standalone_cluster.taskmanager_pids()
+    assert len(pids) == 3
+    seconds = standalone_cluster.stop()
+    assert standalone_cluster.flink_processes() == []
+    assert all(not Path(f"/proc/{pid}").exists() or _is_zombie(pid) for pid in pids)
+    assert not list(standalone_cluster.pid_dir.glob("*.pid"))
+    print(f"cluster stop: {seconds:.1f} s")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
