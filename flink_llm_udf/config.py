@@ -2,6 +2,7 @@
 
 SQL users configure the functions with keys such as ``ai.endpoint``, ``ai.model`` or
 ``ai.max-concurrency``: the provider's option keys plus the engine's, under one prefix.
+``job_parameters_value`` renders such keys as a ``pipeline.global-job-parameters`` value.
 """
 from __future__ import annotations
 
@@ -24,6 +25,36 @@ ENGINE_KEYS: dict[str, str] = {
 PROVIDER_KEYS: tuple[str, ...] = tuple(_KEYS.values())
 
 Lookup = Callable[[str], "str | None"]
+
+
+_NEEDS_QUOTES = frozenset(",:'\"")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quoted_if_needed(text: str) -> str:
+    if not text or text != text.strip() or any(c in _NEEDS_QUOTES for c in text):
+        return _quote(text)
+    return text
+
+
+def job_parameters_value(options: Mapping[str, object]) -> str:
+    """``options`` as a value for ``pipeline.global-job-parameters``, quoted so Flink reads it back.
+
+    Flink splits that map at ``,`` and then at ``:``, so ``ai.endpoint:http://host:8000/v1``
+    is rejected ("Map item is not a key-value pair") and a comma inside a value (``stop``,
+    ``extra-body``) splits the item. Values with such characters are quoted Flink's way (single
+    quotes, a quote doubled): ``{'ai.endpoint': 'http://h:8000/v1'}`` gives
+    ``ai.endpoint:'http://h:8000/v1'``. Non-string values are rendered with ``str``.
+    """
+    items = []
+    for key, value in options.items():
+        item = _quoted_if_needed(str(key)) + ":" + _quoted_if_needed(str(value))
+        # the outer level splits only at commas; an item may not start with a quote unquoted
+        items.append(_quote(item) if "," in item or item.startswith(("'", '"')) else item)
+    return ",".join(items)
 
 
 def lookup_from_mapping(values: Mapping[str, str]) -> Lookup:

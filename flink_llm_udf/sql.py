@@ -1,8 +1,12 @@
 """Functions for pure SQL, configured by job parameters under ``ai.`` (embeddings: ``ai.embed.``).
 
     CREATE TEMPORARY FUNCTION ai_complete AS 'flink_llm_udf.sql.ai_complete' LANGUAGE PYTHON;
-    SET 'pipeline.global-job-parameters' = 'ai.endpoint:http://127.0.0.1:8000/v1,ai.model:m';
+    SET 'pipeline.global-job-parameters' = 'ai.endpoint:"http://127.0.0.1:8000/v1",ai.model:m';
     SELECT ai_complete(review) FROM reviews;
+
+Flink splits that value at ``,`` and then at ``:``, so a value holding either (every URL, a
+``stop`` list, ``extra-body`` JSON) must be quoted: ``"..."`` as above, or see
+``flink_llm_udf.config.job_parameters_value``, which renders a dict correctly.
 
 ``flink-llm sql`` also accepts ``SET 'ai.model' = 'm';`` and turns such keys into job parameters.
 Endpoint and key fall back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_API_KEY_FILE``.
