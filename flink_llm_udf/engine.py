@@ -23,7 +23,7 @@ from .providers import TASK_CHAT, OpenAICompatProvider, mask_secret
 from .results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
 from .retry import delay_before_retry, is_retryable_status, parse_retry_after
 from .tokens import fit_to_context, load_encoding
-from .transport import HTTPReply, abandon_session, new_session, post_json
+from .transport import HTTPReply, abandon_session, env_request_options, new_session, post_json
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class LLMEngine:
         self._sleep = sleep
         self._clock = clock
         self._session = None
+        self._request_options: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self.in_flight = 0
@@ -192,7 +193,8 @@ class LLMEngine:
                 self.in_flight += 1
                 try:
                     reply = await post_json(self._get_session(), self.spec.url, body, self.spec.headers,
-                                            min(self.settings.request_timeout_s, remaining))
+                                            min(self.settings.request_timeout_s, remaining),
+                                            self._request_options)
                     status = reply.status
                     value, choices = _check_reply(reply, parse, self.spec.api_key)
                     error = None
@@ -233,6 +235,7 @@ class LLMEngine:
     def _get_session(self):
         if self._session is None or self._session.closed:
             self._loop = asyncio.get_running_loop()
+            self._request_options = env_request_options(self.spec.url)
             self._session = new_session(self.settings.max_concurrency)
         return self._session
 

@@ -1,0 +1,121 @@
+"""Proxies and netrc credentials from the environment, resolved once per session.
+
+The engine no longer sets aiohttp's ``trust_env`` (it re-read the environment and ~/.netrc in a
+worker thread on every request); ``env_request_options`` must give each request what
+``trust_env`` gave it. A loopback aiohttp server stands in for an HTTP proxy: a proxied request
+arrives in absolute form, with the proxy's credentials if netrc holds them.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import threading
+
+import pytest
+from aiohttp import web
+
+from flink_llm_udf import OpenAICompatProvider, run_batch
+from flink_llm_udf.simulator import SimulatorThread
+from flink_llm_udf.transport import env_request_options
+
+PROXY_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+             "no_proxy", "NO_PROXY", "NETRC")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    for name in PROXY_ENV + ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_API_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # never the developer's ~/.netrc
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeProxy:
+    """Answers every request with a chat completion and remembers what it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None, str | None]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        # A proxied request line is in absolute form: raw_path holds the whole target URL.
+        self.seen.append((request.raw_path, request.headers.get("Proxy-Authorization"),
+                          request.headers.get("Authorization")))
+        return web.json_response({"choices": [{"index": 0, "message": {"content": "via proxy"}}]})
+
+
+@pytest.fixture
+def proxy():
+    fake = FakeProxy()
+    port = _free_port()
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{port}"
+    yield fake
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
+
+
+def test_no_environment_no_options():
+    assert env_request_options("http://api.example.com/v1/chat/completions") == {}
+
+
+def test_http_proxy_from_the_environment_is_used(monkeypatch, proxy):
+    monkeypatch.setenv("http_proxy", proxy.url)
+    provider = OpenAICompatProvider(endpoint="http://api.example.invalid/v1", model="m")
+    results = run_batch(provider, ["a", "b"], max_concurrency=2)
+    assert [r.value for r in results] == ["via proxy", "via proxy"]
+    assert [path for path, _, _ in proxy.seen] == ["http://api.example.invalid/v1/chat/completions"] * 2
+
+
+def test_no_proxy_bypasses_the_proxy(monkeypatch, proxy):
+    monkeypatch.setenv("http_proxy", proxy.url)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    with SimulatorThread() as sim:
+        provider = OpenAICompatProvider(endpoint=sim.base_url, model="sim-model")
+        assert run_batch(provider, ["a"])[0].ok
+        assert sim.stats()["requests_total"] == 1
+    assert proxy.seen == []
+
+
+@pytest.mark.filterwarnings("ignore:The '(proxy_)?auth' parameter is deprecated:DeprecationWarning")
+def test_netrc_credentials_for_the_proxy_and_the_host(monkeypatch, tmp_path, proxy):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login puser password ppass\n"
+                     "machine api.example.invalid login huser password hpass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("http_proxy", proxy.url)
+    provider = OpenAICompatProvider(endpoint="http://api.example.invalid/v1", model="m")
+    assert run_batch(provider, ["a"])[0].value == "via proxy"
+    _, proxy_auth, auth = proxy.seen[0]
+    assert proxy_auth == "Basic " + base64.b64encode(b"puser:ppass").decode()
+    assert auth == "Basic " + base64.b64encode(b"huser:hpass").decode()
+
+
+def test_options_are_resolved_from_the_environment(monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine proxy.local login puser password ppass\n"
+                     "machine api.example.invalid login huser password hpass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("http_proxy", "http://proxy.local:3128")
+    options = env_request_options("http://api.example.invalid/v1/chat/completions")
+    assert str(options["proxy"]) == "http://proxy.local:3128"
+    assert options["auth"].login == "huser"
+    assert options["proxy_auth"].login == "puser"
+    monkeypatch.setenv("no_proxy", "api.example.invalid")
+    assert "proxy" not in env_request_options("http://api.example.invalid/v1/embeddings")
