@@ -8,6 +8,7 @@ row path (AsyncFunction) go through ``call_row``, so the semantics are the same 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -81,6 +82,7 @@ class LLMEngine:
         self._request_options: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._bodies = _BodyTemplates(self.spec)
         self.in_flight = 0
 
     def __repr__(self) -> str:
@@ -105,10 +107,8 @@ class LLMEngine:
         if fitted is None:
             return RowResult(None, SKIPPED)
         if self.is_chat:
-            body = build_chat_body(self.spec, fitted, model)
-            return await self._send(body, _chat_value)
-        body = build_embeddings_body(self.spec, fitted, model)
-        return await self._send(body, _single_embedding)
+            return await self._send(self._bodies.encode(fitted, model), _chat_value)
+        return await self._send(self._bodies.encode(fitted, model), _single_embedding)
 
     def _fit(self, text: str) -> str | None:
         if self.encoding is None or self.spec.max_context_size is None:
@@ -153,8 +153,7 @@ class LLMEngine:
 
         async def one_chunk(model: str | None, members: list[tuple[int, str]]) -> None:
             texts = [text for _, text in members]
-            body = build_embeddings_body(self.spec, texts, model)
-            group = await self._send(body, lambda payload: (parse_embeddings(payload, len(texts)), ()))
+            group = await self._send(self._bodies.encode(texts, model), lambda payload: (parse_embeddings(payload, len(texts)), ()))
             if group.outcome == OK:
                 for position, (index, _) in enumerate(members):
                     # the group's usage goes to its first row, so sums stay right
@@ -176,7 +175,7 @@ class LLMEngine:
         return results  # type: ignore[return-value]
 
     # --- attempts and retries ------------------------------------------------------------------
-    async def _send(self, body: dict[str, Any],
+    async def _send(self, body: bytes,
                     parse: Callable[[Any], tuple[Any, tuple[str, ...]]]) -> RowResult:
         policy = self.spec.retry
         attempts, status, deadline, started = 0, None, None, None
@@ -264,6 +263,44 @@ class LLMEngine:
         abandon_session(session)
         self._session = None
         self._semaphore = None
+
+
+class _BodyTemplates:
+    """Request bodies as bytes: a constant prefix and suffix around the row's JSON-encoded input.
+
+    The same bytes as ``json.dumps(build_*_body(spec, value, model), ensure_ascii=False)``, but
+    per row only the row's own text is encoded (the body dict and everything constant in it,
+    system prompt included, are encoded once per model). A template is made by encoding the
+    body with a marker in the row's place and splitting around the marker; when the marker does
+    not occur exactly once, or too many per-row models are seen, rows take the generic path.
+    """
+
+    _MARKER = "\x00flink-llm-row\x00"
+    _MAX_MODELS = 64
+
+    def __init__(self, spec: CallSpec) -> None:
+        self.spec = spec
+        self.build = build_chat_body if spec.task == TASK_CHAT else build_embeddings_body
+        self._templates: dict[str | None, tuple[bytes, bytes] | None] = {}
+
+    def encode(self, value: str | list[str], model: str | None) -> bytes:
+        try:
+            template = self._templates[model]
+        except KeyError:
+            template = None
+            if len(self._templates) < self._MAX_MODELS:
+                template = self._templates[model] = self._template(model)
+        if template is None:
+            return json.dumps(self.build(self.spec, value, model), ensure_ascii=False).encode("utf-8")
+        return template[0] + json.dumps(value, ensure_ascii=False).encode("utf-8") + template[1]
+
+    def _template(self, model: str | None) -> tuple[bytes, bytes] | None:
+        whole = json.dumps(self.build(self.spec, self._MARKER, model), ensure_ascii=False)
+        marker = json.dumps(self._MARKER, ensure_ascii=False)
+        if whole.count(marker) != 1:
+            return None
+        prefix, _, suffix = whole.partition(marker)
+        return prefix.encode("utf-8"), suffix.encode("utf-8")
 
 
 def _check_reply(reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]],

@@ -71,13 +71,12 @@ def env_request_options(url: str) -> dict[str, Any]:
     return options
 
 
-async def post_json(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+async def post_json(session: aiohttp.ClientSession, url: str, data: bytes,
                     headers: tuple[tuple[str, str], ...], timeout_s: float,
                     options: dict[str, Any] | None = None) -> HTTPReply:
-    """POST ``body`` as JSON and read the whole reply within ``timeout_s`` seconds.
+    """POST ``data`` (an encoded JSON body) and read the whole reply within ``timeout_s`` seconds.
 
     ``options`` are extra ``session.post`` arguments (``env_request_options``)."""
-    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     try:
         async with asyncio.timeout(timeout_s) if hasattr(asyncio, "timeout") else _timeout(timeout_s):
             async with session.post(url, data=data, headers=list(headers), **(options or {})) as response:
