@@ -59,7 +59,9 @@ __all__ = [
     "CONFIG_PATH",
     "ClusterError",
     "StandaloneCluster",
+    "PYFLINK_PROCESS_VARIABLES",
     "SubmitResult",
+    "clean_environ",
     "find_flink_home",
     "flatten_config",
     "main",
@@ -77,6 +79,38 @@ _JM_DAEMON = "standalonesession"
 _TM_DAEMON = "taskexecutor"
 _TERMINAL_JOB_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "SUSPENDED"})
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
+
+
+#: Variables a local PyFlink run (mini-cluster, loopback worker) leaves in ``os.environ``.
+#: Inherited by ``flink run``, PYTHON_LOOPBACK_SERVER_ADDRESS makes the *cluster's* Python
+#: workers call back into that local process -- UDFs then silently run there -- so every
+#: subprocess started here gets an environment without them.
+PYFLINK_PROCESS_VARIABLES = frozenset(
+    {
+        "PYTHON_LOOPBACK_SERVER_ADDRESS",
+        "PYFLINK_GATEWAY_DISABLED",
+        "PYFLINK_GATEWAY_PORT",
+        "_PYFLINK_CONN_INFO_PATH",
+        "_PYTHON_WORKER_MEMORY_LIMIT",
+        "_python_worker_execution_mode",
+        "BOOT_LOG_DIR",
+        "SEMI_PERSISTENT_DIRECTORY",
+        "TABLE_LOCAL_TIME_ZONE",
+        "FLINK_BIN_DIR",
+        "FLINK_HOME",
+        "FLINK_LIB_DIR",
+        "FLINK_OPT_DIR",
+        "FLINK_PLUGINS_DIR",
+        "FLINK_CONF_DIR",
+        "python",
+    }
+)
+
+
+def clean_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``environ`` (default ``os.environ``) without :data:`PYFLINK_PROCESS_VARIABLES`."""
+    source = os.environ if environ is None else environ
+    return {key: value for key, value in source.items() if key not in PYFLINK_PROCESS_VARIABLES}
 
 
 class ClusterError(FlinkLLMError):
@@ -212,7 +246,8 @@ class StandaloneCluster:
 
     def flink_env(self) -> dict[str, str]:
         """The environment for Flink scripts: this process's, plus the cluster's directories."""
-        env = dict(os.environ)
+        # Also drops FLINK_HOME & co.: pointing elsewhere, they would mix two distributions.
+        env = clean_environ()
         env.update(self.extra_env)
         env.update(
             FLINK_CONF_DIR=str(self.conf_dir),
@@ -221,10 +256,6 @@ class StandaloneCluster:
             FLINK_PLUGINS_DIR=str(self.plugins_dir),
             FLINK_IDENT_STRING=IDENT,
         )
-        # A FLINK_HOME pointing elsewhere would make the wheel's scripts mix two distributions.
-        env.pop("FLINK_HOME", None)
-        env.pop("FLINK_LIB_DIR", None)
-        env.pop("FLINK_OPT_DIR", None)
         return env
 
     def effective_config(self) -> dict[str, Any]:
@@ -395,7 +426,11 @@ class StandaloneCluster:
         return self._pids_from_file(_TM_DAEMON)
 
     def flink_processes(self) -> list[int]:
-        """Every live Flink JVM started with this cluster's conf dir (found through /proc)."""
+        """Every live Flink JVM started with this cluster's conf dir (found through /proc).
+
+        A daemon's PID is recorded while it is still the forked ``flink-daemon.sh`` shell that is
+        about to exec java; such a process counts too.
+        """
         marker = f"--configDir\0{self.conf_dir}\0"
         found = []
         for entry in Path("/proc").iterdir():
@@ -405,7 +440,7 @@ class StandaloneCluster:
                 cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if marker in cmdline and "org.apache.flink" in cmdline:
+            if marker in cmdline and ("org.apache.flink" in cmdline or "flink-daemon.sh" in cmdline):
                 found.append(int(entry.name))
         return sorted(found)
 
@@ -716,7 +751,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seconds = cluster.start()
             print(f"Flink cluster up in {seconds:.1f} s: {cluster.taskmanagers} TaskManager(s)")
             print(f"  web UI / REST: {cluster.rest_url}")
-            print(f"  submit:        {cluster.flink_home / 'bin' / 'flink'} run -m {cluster.jobmanager_address} -py JOB.py")
+            flink = cluster.flink_home / "bin" / "flink"
+            print(f"  submit:        {flink} run -m {cluster.jobmanager_address} -py JOB.py")
             print(f"  logs:          {cluster.log_dir}")
             print(f"  stop:          flink-llm cluster stop --workdir {args.workdir}")
             return 0

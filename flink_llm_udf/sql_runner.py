@@ -335,16 +335,22 @@ def run_file(
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flink-llm sql", description=__doc__.split("\n\n")[0])
     parser.add_argument("-f", "--file", required=True, help="the .sql file to run")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a table option, before the file's SETs")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a table option, before the file's SETs"
+    )
     parser.add_argument("--max-rows", type=int, default=100, help="rows a SELECT prints (default 100)")
     parser.add_argument("--detached", action="store_true", help="do not wait for INSERT jobs to finish")
-    cluster = parser.add_argument_group("cluster", "run the file as jobs on a running cluster through bin/flink run")
+    cluster = parser.add_argument_group("cluster", "run the file as jobs on a running cluster (bin/flink run)")
     cluster.add_argument("--cluster", action="store_true", help="submit to a cluster instead of running locally")
-    cluster.add_argument("--jobmanager", help="HOST:PORT of its REST API (default: from the conf dir, else 127.0.0.1:8081)")
+    cluster.add_argument(
+        "--jobmanager", help="HOST:PORT of its REST API (default: from the conf dir, else 127.0.0.1:8081)"
+    )
     cluster.add_argument(
         "--workdir", default=".cluster", help="working dir of `flink-llm cluster start`; its conf/ is used if present"
     )
-    cluster.add_argument("--conf-dir", help="Flink conf dir for the client (default: $FLINK_CONF_DIR, else WORKDIR/conf)")
+    cluster.add_argument(
+        "--conf-dir", help="Flink conf dir for the client (default: $FLINK_CONF_DIR, else WORKDIR/conf)"
+    )
     cluster.add_argument("--pyexec", help="Python of the workers (default: python.executable of the conf dir)")
     cluster.add_argument("--pyfiles", default="", help="comma-separated files/dirs shipped to the workers (-pyfs)")
     cluster.add_argument("--timeout", type=float, default=None, help="seconds before flink run is killed")
@@ -414,7 +420,9 @@ def cluster_command(args: argparse.Namespace, conf_dir: Path | None = None) -> l
 
 def cluster_env(conf_dir: Path | None) -> dict[str, str]:
     """Environment of ``flink run``: its conf and log dirs, and this package on the client's path."""
-    env = dict(os.environ)
+    from .cluster import clean_environ
+
+    env = clean_environ()  # never inherit a local PyFlink run's loopback address (see there)
     if conf_dir is not None:
         env["FLINK_CONF_DIR"] = str(conf_dir)
         sibling_log = conf_dir.parent / "log"

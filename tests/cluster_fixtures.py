@@ -1,26 +1,22 @@
 """Helpers for tests that run a real standalone Flink cluster (see test_cluster.py).
 
-Import the fixture into a test module to share it there::
+A module-scoped fixture built on :func:`make_test_cluster` starts one cluster per test module
+(10-30 s on 2 cores) and stops it at the end::
 
-    from cluster_fixtures import standalone_cluster  # noqa: F401  (module-scoped fixture)
-
-Each module that does so starts its own cluster (~10-25 s on 2 cores) and stops it at the end.
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory):
+        with make_test_cluster(tmp_path_factory.mktemp("cluster")) as running:
+            yield running
 """
 from __future__ import annotations
 
 import csv
-import logging
 import os
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from flink_llm_udf.cluster import StandaloneCluster
-
-logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = Path(__file__).resolve().parent
@@ -62,16 +58,3 @@ def read_csv_sink(directory: Path) -> list[list[str]]:
             with part.open(newline="", encoding="utf-8") as handle:
                 rows.extend(csv.reader(handle))
     return rows
-
-
-@pytest.fixture(scope="module")
-def standalone_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneCluster]:
-    """One running cluster for the whole test module; stopped (and checked stopped) afterwards."""
-    cluster = make_test_cluster(tmp_path_factory.mktemp("cluster"))
-    seconds = cluster.start()
-    logger.warning("standalone cluster up in %.1f s at %s", seconds, cluster.rest_url)
-    try:
-        yield cluster
-    finally:
-        stop_seconds = cluster.stop()
-        logger.warning("standalone cluster stopped in %.1f s", stop_seconds)

@@ -8,16 +8,28 @@ from __future__ import annotations
 import os
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import TESTS_DIR, read_csv_sink, standalone_cluster  # noqa: F401 (fixture)
+from cluster_fixtures import TESTS_DIR, make_test_cluster, read_csv_sink
 from cluster_udfs import WORDS
 
 from flink_llm_udf import sql_runner
 from flink_llm_udf.cluster import StandaloneCluster
 
 pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def standalone_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneCluster]:
+    """One running cluster (2 TaskManagers, free ports) for the module; stopped afterwards."""
+    cluster = make_test_cluster(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()  # a no-op when test_stop_leaves_no_flink_processes already stopped it
 
 
 def test_cluster_comes_up_with_two_taskmanagers(standalone_cluster: StandaloneCluster) -> None:
@@ -69,7 +81,7 @@ FROM (VALUES (1, 'semi;colon'), (2, 'it''s'), (3, CAST(NULL AS STRING))) AS t(id
     rows = sorted(read_csv_sink(out), key=lambda row: int(row[0]))
     assert [row[:3] for row in rows] == [["1", "semi;colon", "SEMI;COLON"], ["2", "it's", "IT'S"], ["3", "", ""]]
     # The UDF ran in a TaskManager's Python worker, not in this process.
-    assert all(row[3].isdigit() and int(row[3]) != os.getpid() for row in rows)
+    assert all(row[3].isdigit() and int(row[3]) != os.getpid() for row in rows), rows
     jobs = {job["name"]: job["state"] for job in standalone_cluster.jobs()}
     assert jobs.get("sql-runner-cluster-test") == "FINISHED", jobs
     print(f"sql runner on cluster: {seconds:.1f} s")

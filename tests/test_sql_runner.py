@@ -161,7 +161,9 @@ SET;
 @pytest.mark.flink
 def test_failing_statement_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = tmp_path / "bad.sql"
-    script.write_text("SET 'a' = 'b';\n\nCREATE TEMPORARY VIEW v AS SELECT 1 AS x;\n\nSELECT nope\nFROM missing_table;\n")
+    script.write_text(
+        "SET 'a' = 'b';\n\nCREATE TEMPORARY VIEW v AS SELECT 1 AS x;\n\nSELECT nope\nFROM missing_table;\n"
+    )
     assert sql_runner.main(["-f", str(script)]) == 1
     error = capsys.readouterr().err
     assert "statement 3 (line 5) failed: SELECT nope" in error
@@ -172,3 +174,15 @@ def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         sql_runner.main(["-f", str(tmp_path / "absent.sql")])
     assert exc.value.code == 2
+
+
+def test_cluster_env_drops_a_local_runs_loopback_address(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A local PyFlink run leaves these in os.environ; inherited by `flink run`, the cluster's
+    # Python workers would call back into this process instead of running the UDFs themselves.
+    monkeypatch.setenv("PYTHON_LOOPBACK_SERVER_ADDRESS", "localhost:1")
+    monkeypatch.setenv("PYFLINK_GATEWAY_DISABLED", "true")
+    monkeypatch.setenv("FLINK_CONF_DIR", "/somewhere/else")
+    env = sql_runner.cluster_env(tmp_path)
+    assert "PYTHON_LOOPBACK_SERVER_ADDRESS" not in env and "PYFLINK_GATEWAY_DISABLED" not in env
+    assert env["FLINK_CONF_DIR"] == str(tmp_path)
+    assert env["PYTHONPATH"].split(":")[0] == str(TESTS_DIR.parent)
