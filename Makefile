@@ -27,11 +27,12 @@ check-java:
 	 if [ "$$major" -lt 11 ]; then \
 	   echo "error: java $$version is too old: PyFlink 2.3 needs Java 11 or newer (17 recommended)." >&2; exit 1; fi
 
+# The venv's bin first on PATH: PyFlink's local DataStream runs start `python` from PATH.
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(VENV)/bin/flink-llm demo
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/flink-llm demo
 
 bench: venv
 	$(VENV)/bin/flink-llm bench --out bench-results

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from .durations import parse_duration
 from .engine import EngineSettings
 from .errors import InvalidOptionError
+from .protocol import KEY_FILE_OPTION
 from .providers import _KEYS, OpenAICompatProvider
 
 DEFAULT_PREFIX = "ai."
@@ -22,7 +23,7 @@ ENGINE_KEYS: dict[str, str] = {
     "row-deadline": "row_deadline_s",
     "embedding-rows-per-request": "embedding_rows_per_request",
 }
-PROVIDER_KEYS: tuple[str, ...] = tuple(_KEYS.values())
+PROVIDER_KEYS: tuple[str, ...] = tuple(_KEYS.values()) + (KEY_FILE_OPTION,)
 
 Lookup = Callable[[str], "str | None"]
 

@@ -20,6 +20,9 @@ from .retry import RetryPolicy
 ENV_BASE_URL = "OPENAI_BASE_URL"
 ENV_API_KEY = "OPENAI_API_KEY"
 ENV_API_KEY_FILE = "OPENAI_API_KEY_FILE"
+# An extra option (``**{"api-key-file": path}``, SQL ``ai.api-key-file``) naming a key file: the
+# way to give a cluster job its key through configuration without the key itself in any log.
+KEY_FILE_OPTION = "api-key-file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,8 @@ def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | No
     task = provider.task or implied or TASK_CHAT
     url = endpoint if implied else _append_path(endpoint, task)
 
-    api_key = provider.api_key or env.get(ENV_API_KEY) or _read_key_file(env.get(ENV_API_KEY_FILE))
+    api_key = (provider.api_key or _read_key_file(provider.extra_options.get(KEY_FILE_OPTION), KEY_FILE_OPTION)
+               or env.get(ENV_API_KEY) or _read_key_file(env.get(ENV_API_KEY_FILE), ENV_API_KEY_FILE))
     headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
     if api_key:
         headers.append(("Authorization", f"Bearer {api_key}"))
@@ -124,17 +128,17 @@ def _append_path(base_url: str, task: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + task))
 
 
-def _read_key_file(path: str | None) -> str | None:
+def _read_key_file(path: str | None, source: str) -> str | None:
+    """The key in the file at ``path`` (read where the call runs); ``source`` names the setting."""
     if not path:
         return None
     try:
         with open(path, encoding="utf-8") as handle:
             key = handle.read().strip()
     except OSError as exc:
-        raise ConfigurationError(
-            f"{ENV_API_KEY_FILE}={path!r} cannot be read: {exc.strerror}") from None
+        raise ConfigurationError(f"{source}={path!r} cannot be read: {exc.strerror}") from None
     if not key:
-        raise ConfigurationError(f"{ENV_API_KEY_FILE}={path!r} is empty")
+        raise ConfigurationError(f"{source}={path!r} is empty")
     return key
 
 

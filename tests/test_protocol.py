@@ -107,6 +107,25 @@ def test_key_file_is_read_and_stripped(key_file, env_key):
     assert header_values(spec, "Authorization") == ["Bearer sk-from-file-0123456789abcdefXYZ"]
 
 
+def test_api_key_file_option_wins_over_environment(key_file):
+    provider = OpenAICompatProvider(endpoint="http://h/v1", **{"api-key-file": key_file})
+    spec = resolve_call(provider, {"OPENAI_API_KEY": "sk-env"})
+    assert header_values(spec, "Authorization") == ["Bearer sk-from-file-0123456789abcdefXYZ"]
+    assert "sk-from-file" not in repr(provider) and "sk-from-file" not in repr(spec)
+
+
+def test_api_key_file_option_comes_from_sql_job_parameters(key_file):
+    from flink_llm_udf.config import provider_from_lookup
+    provider = provider_from_lookup({"ai.endpoint": "http://h/v1", "ai.api-key-file": key_file}.get)
+    assert resolve_call(provider, {}).api_key == "sk-from-file-0123456789abcdefXYZ"
+
+
+def test_unreadable_api_key_file_option_names_the_option(tmp_path):
+    provider = OpenAICompatProvider(endpoint="http://h/v1", **{"api-key-file": str(tmp_path / "none")})
+    with pytest.raises(ConfigurationError, match="api-key-file"):
+        resolve_call(provider, {})
+
+
 def test_key_file_is_read_at_open_not_at_construction(tmp_path):
     path = tmp_path / "later.key"
     provider = OpenAICompatProvider(endpoint="http://h/v1")
