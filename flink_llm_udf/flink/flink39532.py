@@ -9,6 +9,7 @@ patch does the same in the worker, only on affected versions.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -48,6 +49,7 @@ def install_row_copy_workaround() -> bool:
         return True
     original = operation.process_element
 
+    @functools.wraps(original)  # keeps the unpatched method reachable as __wrapped__
     def process_element(self, value):
         return original(self, _snapshot(value))
 
