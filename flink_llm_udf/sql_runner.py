@@ -10,7 +10,9 @@ The apache-flink wheel has no ``sql-client.sh`` that works (it lacks the SQL gat
   line comments and ``/* */`` comments; ``EXECUTE STATEMENT SET BEGIN ... END;`` stays one
   statement, and the sql-client's ``BEGIN STATEMENT SET; ... END;`` is run as one statement set.
 * ``SET 'key' = 'value';`` sets a table option (``t_env.get_config().set``), ``SET;`` lists the
-  ones this file set, ``RESET 'key';`` / ``RESET;`` removes them again.
+  ones this file set, ``RESET 'key';`` / ``RESET;`` removes them again. Python functions do not
+  see table options, only job parameters: ``SET 'ai.model' = '...';`` (any ``ai.*`` key) is also
+  merged into ``pipeline.global-job-parameters``, quoted the way Flink parses it.
 * Everything else goes to ``TableEnvironment.execute_sql`` in streaming mode. ``INSERT`` and
   statement sets wait for their job to end (unless ``--detached``), ``SELECT`` prints at most
   ``--max-rows`` rows and then cancels its job.
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # pyflink is imported only when statements are executed
 __all__ = [
     "SqlRunnerError",
     "Statement",
+    "job_parameters",
     "main",
     "parse_set",
     "python_files_import_paths",
@@ -179,6 +182,23 @@ def python_files_import_paths(value: str) -> list[str]:
     return paths
 
 
+JOB_PARAMETERS = "pipeline.global-job-parameters"
+#: Keys under this prefix configure our SQL functions (see flink_llm_udf.config).
+JOB_PARAMETER_PREFIX = "ai."
+
+
+def job_parameters(options: dict[str, str]) -> str:
+    """The ``pipeline.global-job-parameters`` value for SET options: the value SET for that key
+    itself, then every ``ai.*`` option rendered with Flink's quoting (empty if neither)."""
+    from .config import job_parameters_value
+
+    parts = [options[JOB_PARAMETERS]] if options.get(JOB_PARAMETERS) else []
+    ai_options = {k: v for k, v in options.items() if k.startswith(JOB_PARAMETER_PREFIX)}
+    if ai_options:
+        parts.append(job_parameters_value(ai_options))
+    return ",".join(parts)
+
+
 def _kind(text: str) -> str:
     """The statement's first keyword(s), upper-case: ``INSERT``, ``SELECT``, ``STATEMENT SET``..."""
     words = re.sub(r"/\*.*?\*/|--[^\n]*", " ", text, flags=re.S).split()
@@ -257,11 +277,24 @@ class _Runner:
         elif verb == "SET":
             for k, v in self.set_keys.items():
                 print(f"'{k}' = '{v}'", file=self.out)
+            return
         else:
             keys = [key] if key is not None else list(self.set_keys)
             for k in keys:
                 config.get_configuration().remove_config(k)
                 self.set_keys.pop(k, None)
+        if key is None or key == JOB_PARAMETERS or key.startswith(JOB_PARAMETER_PREFIX):
+            self._apply_job_parameters()
+
+    def _apply_job_parameters(self) -> None:
+        """Python functions see only ``pipeline.global-job-parameters``, not table options: merge
+        every ``SET 'ai.*'`` into it (after any value SET for that key itself, so they win)."""
+        value = job_parameters(self.set_keys)
+        configuration = self.t_env.get_config().get_configuration()
+        if value:
+            configuration.set_string(JOB_PARAMETERS, value)
+        else:
+            configuration.remove_config(JOB_PARAMETERS)
 
     def _execute_statement_set(self, inserts: list[Statement]) -> None:
         statement_set = self.t_env.create_statement_set()

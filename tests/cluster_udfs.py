@@ -11,7 +11,7 @@ import argparse
 import os
 
 from pyflink.table import DataTypes
-from pyflink.table.udf import udf
+from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 #: The job's input; tests compare the sink with this row by row.
 WORDS = [(1, "alpha"), (2, "beta"), (3, "gamma"), (4, "delta"), (5, "épsilon")]
@@ -27,6 +27,19 @@ def upper(value: str | None) -> str | None:
 def worker_pid(_: object) -> str:
     """The Python worker's PID, to see which process evaluated a row."""
     return str(os.getpid())
+
+
+class _AiModelParameter(ScalarFunction):
+    """The job parameter ``ai.model`` as the worker sees it at open (``<unset>`` if absent)."""
+
+    def open(self, function_context: FunctionContext) -> None:
+        self.value = function_context.get_job_parameter("ai.model", "<unset>")
+
+    def eval(self, _: object) -> str:
+        return self.value
+
+
+ai_model_parameter = udf(_AiModelParameter(), result_type=DataTypes.STRING())
 
 
 def run_job(out_dir: str) -> None:

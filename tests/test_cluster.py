@@ -64,10 +64,12 @@ SET 'pipeline.name' = 'sql-runner-cluster-test';
 SET 'python.files' = '{TESTS_DIR / "cluster_udfs.py"}';
 CREATE TEMPORARY FUNCTION py_upper AS 'cluster_udfs.upper' LANGUAGE PYTHON;
 CREATE TEMPORARY FUNCTION worker_pid AS 'cluster_udfs.worker_pid' LANGUAGE PYTHON;
-CREATE TABLE sql_out (id INT, word STRING, upper_word STRING, pid STRING)
+CREATE TEMPORARY FUNCTION ai_model AS 'cluster_udfs.ai_model_parameter' LANGUAGE PYTHON;
+SET 'ai.model' = 'on-the-cluster';
+CREATE TABLE sql_out (id INT, word STRING, upper_word STRING, pid STRING, model STRING)
   WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv');
 INSERT INTO sql_out
-SELECT id, word, py_upper(word), worker_pid(word)
+SELECT id, word, py_upper(word), worker_pid(word), ai_model(word)
 FROM (VALUES (1, 'semi;colon'), (2, 'it''s'), (3, CAST(NULL AS STRING))) AS t(id, word);
 """
     )
@@ -82,6 +84,8 @@ FROM (VALUES (1, 'semi;colon'), (2, 'it''s'), (3, CAST(NULL AS STRING))) AS t(id
     assert [row[:3] for row in rows] == [["1", "semi;colon", "SEMI;COLON"], ["2", "it's", "IT'S"], ["3", "", ""]]
     # The UDF ran in a TaskManager's Python worker, not in this process.
     assert all(row[3].isdigit() and int(row[3]) != os.getpid() for row in rows), rows
+    # SET 'ai.model' reached the TaskManager's worker as a job parameter.
+    assert {row[4] for row in rows} == {"on-the-cluster"}
     jobs = {job["name"]: job["state"] for job in standalone_cluster.jobs()}
     assert jobs.get("sql-runner-cluster-test") == "FINISHED", jobs
     print(f"sql runner on cluster: {seconds:.1f} s")

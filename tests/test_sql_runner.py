@@ -136,10 +136,12 @@ def test_local_run_of_a_sql_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
 SET 'parallelism.default' = '1';
 SET 'python.files' = '{TESTS_DIR / "cluster_udfs.py"}';
 CREATE TEMPORARY FUNCTION py_upper AS 'cluster_udfs.upper' LANGUAGE PYTHON;
+CREATE TEMPORARY FUNCTION ai_model AS 'cluster_udfs.ai_model_parameter' LANGUAGE PYTHON;
+SET 'ai.model' = 'model:from-set';
 CREATE TABLE local_out (id INT, upper_word STRING)
   WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv');
 INSERT INTO local_out SELECT id, py_upper(word) FROM (VALUES (1, 'a;b'), (2, 'c')) AS t(id, word);
-SELECT id, py_upper(word) AS w FROM (VALUES (7, 'x'), (8, 'y'), (9, 'z')) AS t(id, word);
+SELECT id, py_upper(word) AS w, ai_model(word) AS m FROM (VALUES (7, 'x'), (8, 'y'), (9, 'z')) AS t(id, word);
 RESET 'parallelism.default';
 SET;
 """
@@ -150,8 +152,9 @@ SET;
         line for part in out.iterdir() if not part.name.startswith(".") for line in part.read_text().splitlines()
     )
     assert lines == ["1,A;B", "2,C"]
-    assert "op | id | w" in printed
-    assert "+I | 7 | X" in printed and "+I | 8 | Y" in printed
+    assert "op | id | w | m" in printed
+    # SET 'ai.model' reached the Python worker as a job parameter (':' needs Flink's quoting).
+    assert "+I | 7 | X | model:from-set" in printed and "+I | 8 | Y | model:from-set" in printed
     assert "+I | 9 | Z" not in printed and "stopped after 2 rows" in printed
     # SET; lists what is still set: --set and the file's SETs, minus the RESET one.
     assert "'pipeline.name' = 'local-sql'" in printed
@@ -168,6 +171,54 @@ def test_failing_statement_is_named(tmp_path: Path, capsys: pytest.CaptureFixtur
     error = capsys.readouterr().err
     assert "statement 3 (line 5) failed: SELECT nope" in error
     assert "missing_table" in error
+
+
+class _FakeConfiguration:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def set_string(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+    def remove_config(self, key: str) -> bool:
+        return self.values.pop(key, None) is not None
+
+
+class _FakeTableConfig:
+    def __init__(self) -> None:
+        self.configuration = _FakeConfiguration()
+
+    def set(self, key: str, value: str) -> None:
+        self.configuration.set_string(key, value)
+
+    def get_configuration(self) -> _FakeConfiguration:
+        return self.configuration
+
+
+class _FakeTableEnv:
+    def __init__(self) -> None:
+        self.config = _FakeTableConfig()
+
+    def get_config(self) -> _FakeTableConfig:
+        return self.config
+
+
+@pytest.mark.parametrize(
+    ("statements", "expected"),
+    [
+        (["SET 'ai.model' = 'm'"], "ai.model:m"),
+        (["SET 'ai.endpoint' = 'http://h:1/v1'"], "ai.endpoint:'http://h:1/v1'"),
+        (["SET 'pipeline.global-job-parameters' = 'a:b'", "SET 'ai.model' = 'm'"], "a:b,ai.model:m"),
+        (["SET 'ai.model' = 'm'", "SET 'ai.seed' = '7'", "RESET 'ai.model'"], "ai.seed:7"),
+        (["SET 'pipeline.global-job-parameters' = 'a:b'", "SET 'ai.model' = 'm'", "RESET"], None),
+        (["SET 'parallelism.default' = '2'"], None),
+    ],
+)
+def test_ai_options_become_job_parameters(statements: list[str], expected: str | None) -> None:
+    t_env = _FakeTableEnv()
+    runner = sql_runner._Runner(t_env, wait=True, max_rows=1, out=None)  # type: ignore[arg-type]
+    runner.run([Statement(text, 1) for text in statements])
+    assert t_env.config.configuration.values.get(sql_runner.JOB_PARAMETERS) == expected
 
 
 def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
