@@ -773,7 +773,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"cancelled {overview.get('jobs-cancelled')}, failed {overview.get('jobs-failed')}"
         )
         for job in cluster.jobs():
-            print(f"  {job['jid']}  {job['state']:<10} {job['name']}")
+            name = " ".join(job["name"].split())
+            print(f"  {job['jid']}  {job['state']:<10} {name[:70]}{'...' if len(name) > 70 else ''}")
         return 0
     except (ClusterError, argparse.ArgumentTypeError) as exc:
         print(f"flink-llm cluster {args.command}: {exc}", file=sys.stderr)
