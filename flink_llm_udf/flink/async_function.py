@@ -17,7 +17,7 @@ from ..engine import EngineSettings, LLMEngine
 from ..errors import RowFailedError
 from ..providers import TASK_CHAT, OpenAICompatProvider
 from ..results import FAILED, IGNORED, RowResult
-from .context import resolve_configuration
+from .context import declared_settings, resolve_configuration
 from .metrics import FlinkMetrics
 
 OUTPUT_FIELDS = ["key", "input", "value", "choice", "error", "status", "attempts",
@@ -122,14 +122,23 @@ def apply_llm(stream, function: LLMAsyncFunction, *, ordered: bool = False,
     """Apply ``function`` to ``stream`` with settings that suit LLM calls.
 
     ``capacity`` defaults to twice the engine's ``max_concurrency`` (rows backing off before a
-    retry hold a slot without a request). ``timeout_s`` defaults to 0: no per-record Flink timer
+    retry hold a slot without a request): the function's settings, else ``ai.max-concurrency``
+    from the environment's job parameters. ``timeout_s`` defaults to 0: no per-record Flink timer
     (each costs a thread), since the engine already bounds every request and every row's retry
     budget (``row_deadline_s``), so a slow row ends as an error record under IGNORE. Pass a
     number to add Flink's own timeout on top; ``LLMAsyncFunction.timeout`` then also yields an
     error record under IGNORE.
     """
-    settings = function.settings
+    settings = declared_settings(_job_parameters_of(stream), function._settings, function._prefix)
     capacity = capacity or 2 * settings.max_concurrency
     timeout = Time.milliseconds(int(1000 * (timeout_s or 0)))
     wait = AsyncDataStream.ordered_wait if ordered else AsyncDataStream.unordered_wait
     return wait(stream, function, timeout, capacity, output_type(task))
+
+
+def _job_parameters_of(stream) -> dict[str, str]:
+    try:
+        config = stream._j_data_stream.getExecutionEnvironment().getConfig()
+        return dict(config.getGlobalJobParameters().toMap())
+    except Exception:  # noqa: BLE001 - only sizing depends on it: fall back to defaults
+        return {}

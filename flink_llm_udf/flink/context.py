@@ -1,11 +1,16 @@
 """What every Flink adapter does at open: find the provider and settings, build the engine."""
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import DEFAULT_PREFIX, provider_from_lookup, settings_from_lookup
 from ..engine import EngineSettings
+from ..errors import InvalidOptionError
 from ..providers import OpenAICompatProvider
+
+logger = logging.getLogger(__name__)
 
 
 Prefixes = "str | tuple[str, ...]"
@@ -44,3 +49,43 @@ def resolve_configuration(context: Any, provider: OpenAICompatProvider | None,
     if settings is None:
         settings = settings_from_lookup(lookup, "")
     return provider, settings
+
+
+class _Parameters:
+    """Job parameters known while the job is built, shaped like a FunctionContext for lookups."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = values
+
+    def get_job_parameter(self, key: str, default_value: str | None) -> str | None:
+        return self._values.get(key, default_value)
+
+
+def declared_settings(job_parameters: Mapping[str, str], settings: EngineSettings | None,
+                      prefix: str | tuple[str, ...] = DEFAULT_PREFIX) -> EngineSettings:
+    """The settings a function will open with, as far as known while the job is built.
+
+    Flink-side sizes (async capacity, operations in flight, Arrow batch) are fixed when the job
+    graph is built, but a function configured by job parameters reads ``ai.max-concurrency``
+    only at open; sizing from the defaults would cap a larger value there. A bad value is left
+    to the function, which reports it at open.
+    """
+    if settings is not None:
+        return settings
+    try:
+        return settings_from_lookup(job_parameter_lookup(_Parameters(job_parameters), prefix), "")
+    except (InvalidOptionError, ValueError):
+        return EngineSettings()
+
+
+def global_job_parameters(java_config: Any) -> dict[str, str]:
+    """``pipeline.global-job-parameters`` of a Java ``ReadableConfig`` ({} when unreadable)."""
+    try:
+        from pyflink.java_gateway import get_gateway
+
+        option = get_gateway().jvm.org.apache.flink.configuration.PipelineOptions.GLOBAL_JOB_PARAMETERS
+        values = java_config.get(option)
+        return {} if values is None else dict(values)
+    except Exception as exc:  # noqa: BLE001 - only sizing depends on it: fall back to defaults
+        logger.debug("cannot read pipeline.global-job-parameters: %s", exc)
+        return {}

@@ -5,6 +5,7 @@ from ..config import DEFAULT_PREFIX
 from ..engine import EngineSettings
 from ..providers import OpenAICompatProvider
 from .async_scalar import ai_complete_async_udf, ai_embed_async_udf
+from .context import declared_settings, global_job_parameters
 from .pandas_udf import ai_complete_result_udf, ai_complete_udf, ai_embed_udf
 from .settings import apply_recommended_settings
 
@@ -19,10 +20,12 @@ def register_functions(table_env, provider: OpenAICompatProvider | None = None, 
     ``ai_embed_async`` as temporary system functions; return their names.
 
     Without a provider the functions read ``ai.*`` job parameters at open (embeddings prefer
-    ``ai.embed.*``). ``apply_settings`` sets ``recommended_settings`` where the user has not.
+    ``ai.embed.*``). ``apply_settings`` sets ``recommended_settings`` where the user has not,
+    sized by ``settings`` or else by the ``ai.max-concurrency`` job parameter set so far.
     """
     if apply_settings:
-        apply_recommended_settings(table_env, (settings or EngineSettings()).max_concurrency)
+        declared = declared_settings(_job_parameters(table_env), settings)
+        apply_recommended_settings(table_env, declared.max_concurrency)
     embed_provider = embedding_provider or provider
     functions = {
         "ai_complete": ai_complete_udf(provider, settings),
@@ -36,3 +39,10 @@ def register_functions(table_env, provider: OpenAICompatProvider | None = None, 
         table_env.create_temporary_system_function(names_prefix + name, function)
         names.append(names_prefix + name)
     return names
+
+
+def _job_parameters(table_env) -> dict[str, str]:
+    try:
+        return global_job_parameters(table_env.get_config()._j_table_config)
+    except AttributeError:  # not a PyFlink TableEnvironment: size from the defaults
+        return {}
