@@ -77,22 +77,34 @@ def provider_from_lookup(lookup: Lookup, prefix: str = DEFAULT_PREFIX,
 
 
 def settings_from_lookup(lookup: Lookup, prefix: str = DEFAULT_PREFIX,
-                         defaults: EngineSettings | None = None) -> EngineSettings:
-    """Engine settings from ``prefix + max-concurrency`` etc.; durations like ``30s``."""
+                         defaults: EngineSettings | None = None,
+                         source: str | None = None) -> EngineSettings:
+    """Engine settings from ``prefix + max-concurrency`` etc.; durations like ``30s``.
+
+    A bad value is an ``InvalidOptionError`` naming the option key and the value as the user
+    wrote them, plus ``source`` (where the options came from, e.g. ``ai.``) when given.
+    """
     base = defaults or EngineSettings()
-    changes: dict[str, object] = {}
+    values = {name: getattr(base, name) for name in ENGINE_KEYS.values()}
+    where = "" if source is None else f" (from the '{source}*' configuration)"
     for key, field in ENGINE_KEYS.items():
         raw = lookup(prefix + key)
         if raw is None:
             continue
         try:
             if field.endswith("_s"):
-                changes[field] = None if raw.strip().lower() in ("none", "0") and field == "row_deadline_s" \
+                value = None if raw.strip().lower() in ("none", "0") and field == "row_deadline_s" \
                     else parse_duration(raw)
             else:
-                changes[field] = int(raw)
+                try:
+                    value = int(raw)
+                except ValueError:
+                    raise ValueError("must be an int >= 1") from None
+            EngineSettings(**{**values, field: value})  # check this option on its own
         except ValueError as exc:
-            raise InvalidOptionError(f"option {prefix + key!r}={raw!r} is not allowed: {exc}") from None
-    values = {name: getattr(base, name) for name in ENGINE_KEYS.values()}
-    values.update(changes)
+            # EngineSettings names its field ("max_concurrency=0 is not allowed: ..."): keep the rule
+            reason = str(exc).split(" is not allowed: ", 1)[-1]
+            raise InvalidOptionError(
+                f"option {prefix + key!r}={raw!r}{where} is not allowed: {reason}") from None
+        values[field] = value
     return EngineSettings(**values)

@@ -47,7 +47,7 @@ def resolve_configuration(context: Any, provider: OpenAICompatProvider | None,
     if provider is None:
         provider = provider_from_lookup(lookup, "", shown)
     if settings is None:
-        settings = settings_from_lookup(lookup, "")
+        settings = settings_from_lookup(lookup, "", source=shown)
     return provider, settings
 
 
