@@ -322,14 +322,14 @@ class StandaloneCluster:
         self.prepare()
         # The scripts return once their JVM is forked; TaskManagers retry until the JobManager
         # answers, so all of them start at once.
-        scripts = [self._daemon_script("jobmanager.sh", "start")]
-        scripts += [self._daemon_script("taskmanager.sh", "start") for _ in range(self.taskmanagers)]
-        for proc in scripts:
-            self._finish_script(proc)
         try:
+            scripts = [self._daemon_script("jobmanager.sh", "start")]
+            scripts += [self._daemon_script("taskmanager.sh", "start") for _ in range(self.taskmanagers)]
+            for proc in scripts:
+                self._finish_script(proc)
             self._wait_for_taskmanagers(self.taskmanagers, began + self.start_timeout)
         except BaseException:
-            self.stop()
+            self.stop()  # whatever did start
             raise
         self.last_start_seconds = time.monotonic() - began
         logger.info("cluster up at %s in %.1f s", self.rest_url, self.last_start_seconds)
