@@ -10,7 +10,10 @@
     │   ├── EndpointConnectionError            connect/reset/disconnect
     │   ├── EndpointTimeoutError               the request outlived its timeout
     │   └── MalformedResponseError             a 2xx body that is not the JSON the API promises
-    └── RowFailedError                         a row failed under FAILOVER: names the row and cause
+    ├── RowFailedError                         a row failed under FAILOVER: names the row and cause
+    ├── ClusterError (cluster.py)              the standalone cluster cannot start, be used or stop
+    ├── SqlRunnerError (sql_runner.py)         a statement of a .sql file failed (names it)
+    └── SimulatorError, DirectiveError         the simulator cannot start; a bad [sim:...] directive
 
 Messages name the option or row and the bad value, never an API key.
 """

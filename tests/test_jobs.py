@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from flink_llm_udf.cluster import clean_environ
 from flink_llm_udf.simulator import (SimulatorProcess, count_words, expected_chat_reply,
                                      expected_embedding, expected_prompt_tokens)
 
@@ -84,7 +85,8 @@ def simulator():
 def test_table_job_script_starts_its_own_simulator(tmp_path: Path, flink_log_dir: Path) -> None:
     """``python jobs/reviews_table_job.py`` from another directory, no endpoint: simulator started."""
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the job finds the package itself
+    # A local PyFlink run in this process leaves gateway variables behind; the job finds the package itself.
+    env = {k: v for k, v in clean_environ().items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [sys.executable, str(JOBS_DIR / "reviews_table_job.py"), "--limit", "50", "--output", str(out)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
