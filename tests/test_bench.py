@@ -1,0 +1,147 @@
+"""``flink-llm bench``: the steady-state arithmetic (pure), and a real ``--quick`` run (Flink).
+
+The Flink test checks that the output is complete and self-consistent, never how fast this
+machine is: every entry point measured, positive rates, ratios that follow from the reported
+rates, a latency record, the engine's CPU per row, and a PNG that decodes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+
+import pytest
+
+from flink_llm_udf.bench import main
+from flink_llm_udf.bench.plan import (ENGINE_CPU, ENTRY_POINTS, LATENCY, NAIVE, THROUGHPUT,
+                                      build_plan, rows_for)
+from flink_llm_udf.bench.stats import (first_request_time, limit_rows_per_s, percentile, ratio,
+                                       steady_window)
+
+
+# --- pure ------------------------------------------------------------------------------------
+def _linear(rate: float, start: float, total: int, step: float = 0.2, cpu_per_request: float = 0.001):
+    """Samples of a counter that is 0 until ``start`` and then climbs at ``rate`` to ``total``."""
+    samples, t = [], 0.0
+    while True:
+        n = min(total, max(0.0, (t - start) * rate))
+        samples.append((t, n, n * cpu_per_request, n * cpu_per_request / 4))
+        if n >= total:
+            return samples
+        t += step
+
+
+@pytest.mark.parametrize("rate,start,total", [(640.0, 7.0, 6400), (10.0, 3.0, 40), (2560.0, 0.5, 25600)])
+def test_steady_window_recovers_a_constant_rate(rate, start, total):
+    window = steady_window(_linear(rate, start, total), total)
+    assert window.requests_per_s == pytest.approx(rate, rel=1e-6)
+    assert window.requests == pytest.approx(0.8 * total)
+    assert window.cpu_python_s == pytest.approx(0.8 * total * 0.001)
+    assert window.cpu_jvm_s == pytest.approx(0.8 * total * 0.001 / 4)
+    assert first_request_time(_linear(rate, start, total)) == pytest.approx(start, abs=0.2 + 1e-9)
+
+
+def test_steady_window_leaves_out_a_slow_start_and_a_slow_drain():
+    # 100 requests trickle in over 10 s, 800 at 400/s, the last 100 over 10 s again.
+    samples = [(0.0, 0, 0, 0), (10.0, 100, 0, 0), (12.0, 900, 0, 0), (22.0, 1000, 0, 0)]
+    assert steady_window(samples, 1000).requests_per_s == pytest.approx(400.0)
+
+
+def test_steady_window_needs_requests():
+    with pytest.raises(ValueError):
+        steady_window([], 10)
+    with pytest.raises(ValueError):
+        steady_window([(0.0, 5, 0, 0)], 10)
+
+
+@pytest.mark.parametrize("values,q,expected", [([], 0.5, math.nan), ([3.0], 0.5, 3.0),
+                                               ([4, 1, 3, 2], 0.5, 2), ([4, 1, 3, 2], 0.9, 4),
+                                               (list(range(1, 101)), 0.5, 50)])
+def test_percentile(values, q, expected):
+    got = percentile(values, q)
+    assert (math.isnan(got) and math.isnan(expected)) or got == expected
+
+
+@pytest.mark.parametrize("c,latency_ms,k,expected", [(64, 100, 1, 640), (256, 100, 1, 2560),
+                                                     (16, 50, 1, 320), (64, 100, 16, 10240)])
+def test_limit_is_littles_law(c, latency_ms, k, expected):
+    assert limit_rows_per_s(c, latency_ms, k) == expected
+
+
+def test_ratio_handles_missing_references():
+    assert ratio(5.0, 10.0) == 0.5
+    assert ratio(5.0, None) is None and ratio(None, 1.0) is None and ratio(5.0, 0.0) is None
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_every_plan_measures_every_entry_point_once_at_least(quick):
+    cases = build_plan(quick=quick)
+    measured = {c.entry for c in cases if c.kind == THROUGHPUT}
+    assert measured == set(ENTRY_POINTS)
+    assert len({c.name for c in cases}) == len(cases)
+    assert [c.entry for c in cases].count(NAIVE) == 1
+    assert any(c.kind == LATENCY for c in cases) and any(c.kind == ENGINE_CPU for c in cases)
+    embeddings = {c.rows_per_request for c in cases if c.task == "embeddings"}
+    assert embeddings == {1, 16}
+
+
+def test_rows_for_targets_seconds_at_the_limit():
+    assert rows_for(256, 100, target_s=10, minimum=2000) == 25600
+    assert rows_for(16, 100, target_s=10, minimum=2000) == 2000
+    assert rows_for(64, 100, target_s=10, minimum=0, rows_per_request=16, maximum=60_000) == 60000
+
+
+# --- a real quick run ------------------------------------------------------------------------
+def _png_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PNG, checking its signature and IHDR chunk CRC."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG signature"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    body, crc = data[16:29], struct.unpack(">I", data[29:33])[0]
+    assert zlib.crc32(b"IHDR" + body) == crc, "IHDR CRC mismatch"
+    assert data.rstrip(b"\x00")[-8:-4] == b"IEND"
+    return struct.unpack(">II", body[:8])
+
+
+@pytest.mark.flink
+def test_quick_run_writes_complete_consistent_output(tmp_path):
+    out = tmp_path / "bench"
+    assert main(["--quick", "--out", str(out)]) == 0
+
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["schema"] == "flink-llm-bench/1" and doc["quick"] is True
+    assert len(doc["machine"]["loadavg_start"]) == 3 and len(doc["machine"]["loadavg_end"]) == 3
+    results = doc["results"]
+    assert all(r["ok"] and r["error"] is None for r in results), [r["error"] for r in results]
+
+    throughput = [r for r in results if r["kind"] == THROUGHPUT]
+    assert {r["entry"] for r in throughput} == set(ENTRY_POINTS)
+    baseline = doc["baseline_rows_per_s"]
+    assert baseline > 0
+    for r in throughput:
+        assert r["rows_per_s"] > 0 and r["limit_rows_per_s"] > 0, r["name"]
+        concurrency = 1 if r["entry"] == NAIVE else r["concurrency"]
+        assert r["limit_rows_per_s"] == pytest.approx(
+            concurrency * r["rows_per_request"] * 1000 / doc["latency_ms"])
+        assert r["ratio_to_limit"] == pytest.approx(r["rows_per_s"] / r["limit_rows_per_s"], rel=1e-3)
+        assert r["ratio_to_baseline"] == pytest.approx(r["rows_per_s"] / baseline, rel=1e-2)
+        assert r["cpu_us_per_row"]["python"] > 0, r["name"]
+        assert r["peak_rss_mb"]["python"] > 0, r["name"]
+        assert r["startup_s"] is not None and r["startup_s"] >= 0
+        assert r["requests"] >= r["rows"] / r["rows_per_request"] and r["non_200"] == 0
+        if r["entry"] != "engine":
+            assert r["peak_rss_mb"]["jvm"] > 0 and r["submit_to_first_request_s"] is not None
+    embeddings = {r["rows_per_request"] for r in throughput if r["task"] == "embeddings"}
+    assert embeddings == {1, 16}
+
+    latency = [r for r in results if r["kind"] == LATENCY]
+    assert latency and all(0 < r["p50_ms"] <= r["p90_ms"] <= r["max_ms"] for r in latency)
+    assert all(r["rows_seen"] == r["rows"] for r in latency)
+    engine_cpu = [r for r in results if r["kind"] == ENGINE_CPU]
+    assert len(engine_cpu) == 1 and engine_cpu[0]["cpu_us_per_row"] > 0
+    assert doc["targets"] and all(isinstance(t["met"], bool) for t in doc["targets"])
+
+    width, height = _png_size((out / "bench.png").read_bytes())
+    assert width > 100 and height > 100
+    assert "rows/s" in (out / "bench.txt").read_text()
