@@ -117,6 +117,24 @@ def _as_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def use_this_python_locally(env) -> None:
+    """In a local mini-cluster, run the Python workers with this interpreter.
+
+    PyFlink's TableEnvironment does this itself; its StreamExecutionEnvironment does not, so a
+    local DataStream job would start ``python`` from PATH, which may lack PyFlink. A configured
+    ``python.executable`` and cluster submissions are left alone.
+    """
+    import sys
+
+    from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import get_j_env_configuration, is_local_deployment
+
+    config = get_j_env_configuration(env._j_stream_execution_environment)
+    key = get_gateway().jvm.org.apache.flink.python.PythonOptions.PYTHON_EXECUTABLE.key()
+    if not config.containsKey(key) and is_local_deployment(config):
+        env.set_python_executable(sys.executable)
+
+
 def apply_llm(stream, function: LLMAsyncFunction, *, ordered: bool = False,
               capacity: int | None = None, timeout_s: float | None = None, task: str = TASK_CHAT):
     """Apply ``function`` to ``stream`` with settings that suit LLM calls.
@@ -129,6 +147,7 @@ def apply_llm(stream, function: LLMAsyncFunction, *, ordered: bool = False,
     number to add Flink's own timeout on top; ``LLMAsyncFunction.timeout`` then also yields an
     error record under IGNORE.
     """
+    use_this_python_locally(stream.get_execution_environment())
     settings = declared_settings(_job_parameters_of(stream), function._settings, function._prefix)
     capacity = capacity or 2 * settings.max_concurrency
     timeout = Time.milliseconds(int(1000 * (timeout_s or 0)))
