@@ -22,7 +22,9 @@ ENGINE_KEYS: dict[str, str] = {
     "request-timeout": "request_timeout_s",
     "row-deadline": "row_deadline_s",
     "embedding-rows-per-request": "embedding_rows_per_request",
+    "batch-deadline": "batch_deadline_s",
 }
+_UNBOUNDED_FIELDS = ("row_deadline_s", "batch_deadline_s")  # "none" / "0" mean no bound
 PROVIDER_KEYS: tuple[str, ...] = tuple(_KEYS.values()) + (KEY_FILE_OPTION,)
 
 Lookup = Callable[[str], "str | None"]
@@ -93,7 +95,7 @@ def settings_from_lookup(lookup: Lookup, prefix: str = DEFAULT_PREFIX,
             continue
         try:
             if field.endswith("_s"):
-                value = None if raw.strip().lower() in ("none", "0") and field == "row_deadline_s" \
+                value = None if raw.strip().lower() in ("none", "0") and field in _UNBOUNDED_FIELDS \
                     else parse_duration(raw)
             else:
                 try:

@@ -39,22 +39,26 @@ class EngineSettings:
     ``max_concurrency`` bounds requests in flight per engine (per Flink subtask);
     ``request_timeout_s`` bounds one request; ``row_deadline_s`` bounds a row's total time across
     retries, counted from its first attempt (None: no bound); ``embedding_rows_per_request`` sends
-    up to that many rows in one embeddings request on the batch path.
+    up to that many rows in one embeddings request on the batch path; ``batch_deadline_s`` bounds
+    a whole batch (a Pandas UDF's Arrow batch, a ``run_batch`` call): rows still unfinished then
+    end like exhausted rows (NULL and an error under IGNORE, ``RowFailedError`` under FAILOVER),
+    so a batch never waits longer than that for a struggling endpoint (None: no bound).
     """
 
     max_concurrency: int = 16
     request_timeout_s: float = 60.0
     row_deadline_s: float | None = 300.0
     embedding_rows_per_request: int = 1
+    batch_deadline_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_concurrency", "embedding_rows_per_request"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"{name}={value!r} is not allowed: must be an int >= 1")
-        for name in ("request_timeout_s", "row_deadline_s"):
+        for name in ("request_timeout_s", "row_deadline_s", "batch_deadline_s"):
             value = getattr(self, name)
-            if value is None and name == "row_deadline_s":
+            if value is None and name != "request_timeout_s":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise InvalidOptionError(f"{name}={value!r} is not allowed: must be a number of seconds > 0")
@@ -133,7 +137,40 @@ class LLMEngine:
                                      attempts=result.attempts, status=result.status)
             return result
 
-        return await _gather_or_cancel([one(i) for i in range(len(inputs))])
+        if self.settings.batch_deadline_s is None:
+            return await _gather_or_cancel([one(i) for i in range(len(inputs))])
+        return await self._gather_until_deadline([one(i) for i in range(len(inputs))], raise_on_failover)
+
+    async def _gather_until_deadline(self, coroutines: list[Awaitable[RowResult]],
+                                     raise_on_failover: bool) -> list[RowResult]:
+        """Like ``_gather_or_cancel``, but rows unfinished at the batch deadline end as failures."""
+        deadline = self.settings.batch_deadline_s
+        tasks = [asyncio.ensure_future(c) for c in coroutines]
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=deadline,
+                                               return_when=asyncio.FIRST_EXCEPTION)
+        except BaseException:
+            await _cancel_all(tasks)
+            raise
+        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+        if failed or pending:
+            await _cancel_all(tasks)
+        if failed:
+            raise failed[0].exception()
+        late = [index for index, task in enumerate(tasks) if task in pending]
+        error = f"batch deadline of {deadline:g} s reached before the row finished"
+        outcome = FAILED if self.spec.retry.final_action == "FAILOVER" else IGNORED
+        if late and outcome == FAILED and raise_on_failover:
+            raise RowFailedError(late[0], error, attempts=0, status=None)
+        results = []
+        for task in tasks:
+            if task in pending:
+                result = RowResult(None, outcome, error=error)
+                self.observer.row_done(result)
+                results.append(result)
+            else:
+                results.append(task.result())
+        return results
 
     async def _run_grouped_embeddings(self, inputs: Sequence[str | None],
                                       models: Sequence[str | None] | None,
@@ -338,10 +375,14 @@ async def _gather_or_cancel(coroutines: list[Awaitable[Any]]) -> list[Any]:
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_all(tasks)
         raise
+
+
+async def _cancel_all(tasks: list[asyncio.Future]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def usage_total(results: Sequence[RowResult]) -> Usage:

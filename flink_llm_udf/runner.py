@@ -78,7 +78,7 @@ class BlockingEngine:
 def run_batch(provider: OpenAICompatProvider, inputs: Sequence[str | None], *,
               max_concurrency: int = 16, request_timeout: float = 60.0,
               row_deadline: float | None = 300.0, embedding_rows_per_request: int = 1,
-              models: Sequence[str | None] | None = None,
+              batch_deadline: float | None = None, models: Sequence[str | None] | None = None,
               observer: EngineObserver | None = None) -> list[RowResult]:
     """Call the endpoint for every input; return one ``RowResult`` per input, in order.
 
@@ -90,7 +90,8 @@ def run_batch(provider: OpenAICompatProvider, inputs: Sequence[str | None], *,
     """
     settings = EngineSettings(max_concurrency=max_concurrency, request_timeout_s=request_timeout,
                               row_deadline_s=row_deadline,
-                              embedding_rows_per_request=embedding_rows_per_request)
+                              embedding_rows_per_request=embedding_rows_per_request,
+                              batch_deadline_s=batch_deadline)
     with BlockingEngine(provider, settings, observer=observer) as engine:
         return engine.run_batch(list(inputs), None if models is None else list(models))
 
@@ -98,12 +99,13 @@ def run_batch(provider: OpenAICompatProvider, inputs: Sequence[str | None], *,
 async def arun_batch(provider: OpenAICompatProvider, inputs: Sequence[str | None], *,
                      max_concurrency: int = 16, request_timeout: float = 60.0,
                      row_deadline: float | None = 300.0, embedding_rows_per_request: int = 1,
-                     models: Sequence[str | None] | None = None,
+                     batch_deadline: float | None = None, models: Sequence[str | None] | None = None,
                      observer: EngineObserver | None = None) -> list[RowResult]:
     """``run_batch`` for callers already inside an event loop (runs on the caller's loop)."""
     settings = EngineSettings(max_concurrency=max_concurrency, request_timeout_s=request_timeout,
                               row_deadline_s=row_deadline,
-                              embedding_rows_per_request=embedding_rows_per_request)
+                              embedding_rows_per_request=embedding_rows_per_request,
+                              batch_deadline_s=batch_deadline)
     engine = LLMEngine(provider, settings, observer=observer)
     try:
         return await engine.run_batch(list(inputs), None if models is None else list(models))

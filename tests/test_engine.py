@@ -817,3 +817,31 @@ def test_counting_observer_counts_failed_rows(sim):
     with pytest.raises(RowFailedError):
         run_engine(chat(sim, retry_num=0), ["[sim:status=400] bad"], observer=observer)
     assert observer.counts["rowsFailed"] == 1 and observer.counts["requestErrors"] == 1
+
+
+# --- batch deadline ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fallback", ["IGNORE", "FAILOVER"])
+def test_batch_deadline_ends_unfinished_rows_like_exhausted_rows(fallback):
+    """Rows still running at the batch deadline end as failures; finished rows keep their answers."""
+    from flink_llm_udf import RowFailedError, run_batch
+    from flink_llm_udf.simulator import SimulatorThread
+
+    with SimulatorThread(latency_ms=1) as sim:
+        provider = OpenAICompatProvider(endpoint=sim.base_url, model="m", system_prompt="",
+                                        error_handling_strategy="RETRY", retry_num=0,
+                                        retry_fallback_strategy=fallback)
+        inputs = ["fast", "[sim:slow=3000] slow", "also fast"]
+        if fallback == "FAILOVER":
+            with pytest.raises(RowFailedError, match="row 1 .*batch deadline of 0.5 s"):
+                run_batch(provider, inputs, batch_deadline=0.5)
+            return
+        results = run_batch(provider, inputs, batch_deadline=0.5)
+    assert [r.value for r in results] == ["ANSWER[fast]", None, "ANSWER[also fast]"]
+    assert results[1].outcome == "ignored" and "batch deadline of 0.5 s" in results[1].error
+
+
+def test_batch_deadline_comes_from_job_parameters():
+    from flink_llm_udf.config import settings_from_lookup
+    assert settings_from_lookup({"ai.batch-deadline": "2 min"}.get).batch_deadline_s == 120.0
+    assert settings_from_lookup({"ai.batch-deadline": "none"}.get).batch_deadline_s is None
