@@ -1,35 +1,23 @@
 """A real standalone Flink cluster from the wheel: start, run Python jobs, metrics, stop.
 
-One cluster for the module (started by the ``standalone_cluster`` fixture on free ports);
-the tests run in file order and the last one stops it.
+The cluster is the session's ``standalone_cluster`` (conftest.py), shared with
+test_cluster_e2e.py; its teardown checks that stopping it leaves no Flink process behind.
 """
 from __future__ import annotations
 
 import os
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import TESTS_DIR, make_test_cluster, read_csv_sink
+from cluster_fixtures import OPENAI_VARIABLES, TESTS_DIR, read_csv_sink
 from cluster_udfs import WORDS
 
 from flink_llm_udf import sql_runner
 from flink_llm_udf.cluster import StandaloneCluster
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def standalone_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneCluster]:
-    """One running cluster (2 TaskManagers, free ports) for the module; stopped afterwards."""
-    cluster = make_test_cluster(tmp_path_factory.mktemp("cluster"))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()  # a no-op when test_stop_leaves_no_flink_processes already stopped it
 
 
 def test_cluster_comes_up_with_two_taskmanagers(standalone_cluster: StandaloneCluster) -> None:
@@ -54,8 +42,13 @@ def test_flink_run_python_udf_job(standalone_cluster: StandaloneCluster, tmp_pat
 
 
 def test_sql_runner_on_cluster(
-    standalone_cluster: StandaloneCluster, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    standalone_cluster: StandaloneCluster,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for name in OPENAI_VARIABLES:  # `flink run` inherits this process's environment
+        monkeypatch.delenv(name, raising=False)
     out = tmp_path / "sql-out"
     script = tmp_path / "job.sql"
     script.write_text(
@@ -110,20 +103,3 @@ def test_killed_taskmanager_is_replaced(standalone_cluster: StandaloneCluster) -
     assert replacement in standalone_cluster.taskmanager_pids()
     assert len(standalone_cluster.taskmanager_pids()) == 2
     print(f"replacement TaskManager registered in {time.monotonic() - began:.1f} s")
-
-
-def test_stop_leaves_no_flink_processes(standalone_cluster: StandaloneCluster) -> None:
-    pids = standalone_cluster.jobmanager_pids() + standalone_cluster.taskmanager_pids()
-    assert len(pids) == 3
-    seconds = standalone_cluster.stop()
-    assert standalone_cluster.flink_processes() == []
-    assert all(not Path(f"/proc/{pid}").exists() or _is_zombie(pid) for pid in pids)
-    assert not list(standalone_cluster.pid_dir.glob("*.pid"))
-    print(f"cluster stop: {seconds:.1f} s")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
