@@ -90,8 +90,20 @@ def _flink_conf(case: Case, spec: dict[str, Any]) -> dict[str, str]:
     conf = {"parallelism.default": "1", "python.executable": sys.executable,
             "python.client.executable": sys.executable, "table.local-time-zone": "UTC"}
     conf.update(recommended_settings(case.concurrency))
-    conf.update(spec.get("flink_conf") or {})
+    for key, value in (spec.get("flink_conf") or {}).items():
+        conf[key] = per_concurrency(value, case.concurrency)
     return conf
+
+
+def per_concurrency(value: str, concurrency: int) -> str:
+    """``"160*C"`` becomes 160 times the case's concurrency; other values stay as they are."""
+    factor, sep, name = value.partition("*")
+    if sep and name.strip() == "C":
+        try:
+            return str(int(float(factor) * concurrency))
+        except ValueError:
+            pass
+    return value
 
 
 def _configuration(conf: dict[str, str]):
@@ -164,6 +176,8 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
     env.set_parallelism(1)
     provider, settings = _provider(case, spec["base_url"]), _settings(case)
     ordered = case.entry == DS_ORDERED
+    capacity = spec.get("ds_capacity")
+    capacity = int(per_concurrency(capacity, case.concurrency)) if capacity else None
     if case.kind == LATENCY:
         from pyflink.table import StreamTableEnvironment
 
@@ -171,12 +185,12 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
         t_env.execute_sql(_source_ddl(case))
         rows = t_env.to_data_stream(t_env.sql_query(f"SELECT id, {STAMP_SQL} AS ts FROM src"))
         function = LLMAsyncFunction(provider, settings, text_of=_row_text, key_of=_row_stamp)
-        out = apply_llm(rows, function, ordered=ordered, task=_api_task(case))
+        out = apply_llm(rows, function, ordered=ordered, capacity=capacity, task=_api_task(case))
         emit("submit")
         return _collect_latencies(out.execute_and_collect(), lambda row: row[0])
     texts = env.from_collection([text_of(i) for i in range(1, case.rows + 1)], type_info=Types.STRING())
     out = apply_llm(texts, LLMAsyncFunction(provider, settings), ordered=ordered,
-                    task=_api_task(case))
+                    capacity=capacity, task=_api_task(case))
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
     out.sink_to(Sink(discard))
     emit("submit")

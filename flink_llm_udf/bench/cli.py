@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark every entry point against the simulator: rows/s in steady state, "
                     "ratio to the C/L limit and to a naive baseline, CPU per row, peak memory, "
                     "and end-to-end latency at a low input rate. Writes bench.json, bench.png "
-                    "and bench.txt into --out.")
+                    "and bench.txt into --out (plus logs/ and timelines/ per case).")
     parser.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
     parser.add_argument("--quick", action="store_true",
                         help="C=64 only, fewer rows and variants (every entry point once); < 3 min")
@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows-scale", type=float, default=1.0,
                         help="multiply every throughput case's row count (default: 1)")
     parser.add_argument("--set", dest="flink_conf", action="append", default=[], metavar="KEY=VALUE",
-                        help="Flink configuration for every Flink case, over recommended_settings(C)")
+                        help="Flink configuration for every Flink case, over recommended_settings(C); "
+                             "a value N*C means N times the case's concurrency")
+    parser.add_argument("--ds-capacity", default=None, metavar="N|N*C",
+                        help="capacity of the DataStream async operator (default: apply_llm's, 2*C)")
     parser.add_argument("--worker-mode", choices=("loopback", "process"), default="loopback",
                         help="local Python workers in the client process (Flink's local default) "
                              "or in separate processes")
@@ -90,6 +93,14 @@ def timeout_for(case: Case, latency_ms: float) -> float:
     concurrency = 1 if case.entry == NAIVE else case.concurrency
     per_second = concurrency * case.rows_per_request * 1000.0 / max(latency_ms, 1.0)
     return 120.0 + 5 * case.rows / per_second
+
+
+def _write_timeline(path: Path, run) -> None:
+    """The case's raw samples (t since the child started, requests, CPU s python, CPU s jvm)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    events = {name: round(event["t"] - run.started, 3) for name, event in run.events.items()}
+    samples = [[round(t - run.started, 3), int(n), round(p, 3), round(j, 3)] for t, n, p, j in run.samples]
+    path.write_text(json.dumps({"events": events, "samples": samples}) + "\n", encoding="utf-8")
 
 
 def _versions() -> dict[str, str]:
@@ -136,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             sim.reset()
             load_before = os.getloadavg()[0]
             run = run_child(case, sim, flink_conf=flink_conf, log_dir=out / "logs",
-                            timeout_s=timeout_for(case, latency), env=env, interval=args.poll_s)
+                            timeout_s=timeout_for(case, latency), env=env, interval=args.poll_s,
+                            ds_capacity=args.ds_capacity)
             record = case_record(case, run, sim.stats(), latency, (load_before, os.getloadavg()[0]))
             records.append(record)
+            _write_timeline(out / "timelines" / f"{case.name}.json", run)
             print(progress_line(index, len(cases), record), file=sys.stderr, flush=True)
     baseline = add_baseline_ratios(records)
     doc = {
@@ -151,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_start": [round(v, 2) for v in load_start],
                     "loadavg_end": [round(v, 2) for v in os.getloadavg()], **_versions()},
         "settings": {"flink_conf_overrides": flink_conf, "worker_mode": args.worker_mode,
+                     "ds_capacity": args.ds_capacity or "apply_llm default (2*C)",
                      "flink_conf_base": "parallelism.default=1 + recommended_settings(C)",
                      "poll_s": args.poll_s},
         "cpu_accounting": CPU_ACCOUNTING,

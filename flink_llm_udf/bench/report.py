@@ -74,7 +74,7 @@ def _throughput(case: Case, run: ChildRun, requests: int, latency_ms: float) -> 
     rows_in_window = window.requests * rows_per_request
     concurrency = 1 if case.entry == NAIVE else case.concurrency
     limit = limit_rows_per_s(concurrency, latency_ms, case.rows_per_request)
-    return {
+    out = {
         "rows_per_s": _round(rows_per_s, 1),
         "limit_rows_per_s": _round(limit, 1),
         "ratio_to_limit": _round(ratio(rows_per_s, limit), 4),
@@ -82,6 +82,12 @@ def _throughput(case: Case, run: ChildRun, requests: int, latency_ms: float) -> 
         "cpu_us_per_row": {"python": _round(1e6 * window.cpu_python_s / rows_in_window, 1),
                            "jvm": _round(1e6 * window.cpu_jvm_s / rows_in_window, 1)},
     }
+    if case.tail_fraction:
+        # With a tail the mean latency is L * (1 + f * (m - 1)): the limit a perfect client has.
+        tail_limit = limit / (1 + case.tail_fraction * (case.tail_multiplier - 1))
+        out.update(tail_limit_rows_per_s=_round(tail_limit, 1),
+                   ratio_to_tail_limit=_round(ratio(rows_per_s, tail_limit), 4))
+    return out
 
 
 def add_baseline_ratios(records: list[dict[str, Any]]) -> float | None:
