@@ -85,6 +85,9 @@ _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 #: Inherited by ``flink run``, PYTHON_LOOPBACK_SERVER_ADDRESS makes the *cluster's* Python
 #: workers call back into that local process -- UDFs then silently run there -- so every
 #: subprocess started here gets an environment without them.
+#: Secrets that must not reach a Flink daemon's environment, which Flink logs.
+SECRET_VARIABLES = ("OPENAI_API_KEY",)
+
 PYFLINK_PROCESS_VARIABLES = frozenset(
     {
         "PYTHON_LOOPBACK_SERVER_ADDRESS",
@@ -249,6 +252,11 @@ class StandaloneCluster:
         # Also drops FLINK_HOME & co.: pointing elsewhere, they would mix two distributions.
         env = clean_environ()
         env.update(self.extra_env)
+        for name in SECRET_VARIABLES:
+            # Flink writes the Python workers' environment into its logs (field note 12).
+            if env.pop(name, None) is not None:
+                logger.warning("%s is not passed to the cluster: Flink would write it into its logs; "
+                               "put the key in a file and set OPENAI_API_KEY_FILE instead", name)
         env.update(
             FLINK_CONF_DIR=str(self.conf_dir),
             FLINK_LOG_DIR=str(self.log_dir),

@@ -275,3 +275,17 @@ def test_standalone_config_adds_loopback_ports_and_python(tmp_path: Path) -> Non
     assert (cluster.conf_dir / "log4j.properties").is_file()
     assert (cluster.plugins_dir / "metrics-prometheus").is_dir()
     assert (cluster.conf_dir / "masters").read_text() == "127.0.0.1:18081\n"
+
+
+def test_cluster_daemons_never_get_the_api_key_from_the_environment(tmp_path, monkeypatch, caplog):
+    """Flink logs its processes' environment: a key exported by the user must not reach it."""
+    from flink_llm_udf.cluster import StandaloneCluster
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-must-not-reach-flink-0123456789")
+    monkeypatch.setenv("OPENAI_API_KEY_FILE", "/run/secrets/openai")
+    with caplog.at_level("WARNING"):
+        env = StandaloneCluster(workdir=tmp_path).flink_env()
+    assert "OPENAI_API_KEY" not in env
+    assert env["OPENAI_API_KEY_FILE"] == "/run/secrets/openai"
+    assert "OPENAI_API_KEY_FILE" in caplog.text
+    assert "sk-test-must-not" not in caplog.text
