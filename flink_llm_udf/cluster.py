@@ -599,20 +599,29 @@ class StandaloneCluster:
         logger.debug("%s: %s", proc.args, output.strip())
 
     def _wait_for_taskmanagers(self, count: int, deadline: float) -> None:
-        registered = -1
+        """Wait until ``count`` TaskManagers are registered AND have reported their slots.
+
+        A TaskManager is listed as soon as it registers; its slot report follows a moment later
+        (seen under load: 2 TaskManagers listed with 2 of 4 slots), and jobs need the slots.
+        """
+        slots_each = int(self.effective_config().get("taskmanager.numberOfTaskSlots", 1))
+        registered, slots = -1, -1
         while time.monotonic() < deadline:
             if not self.jobmanager_pids():
                 raise ClusterError(f"the JobManager died while starting:\n{self._log_tail()}")
             try:
-                registered = len(self.rest("/taskmanagers", timeout=2.0).get("taskmanagers", []))
+                listed = self.rest("/taskmanagers", timeout=2.0).get("taskmanagers", [])
+                registered = len(listed)
+                slots = int(self.rest("/overview", timeout=2.0).get("slots-total", 0))
             except ClusterError:
-                registered = -1
-            if registered >= count:
+                registered, slots = -1, -1
+            if registered >= count and slots >= count * slots_each:
                 return
             time.sleep(0.25)
         raise ClusterError(
             f"{self.rest_url}/taskmanagers listed {max(registered, 0)} of {count} TaskManagers "
-            f"after {self.start_timeout} s:\n{self._log_tail()}"
+            f"({max(slots, 0)} of {count * slots_each} slots) after {self.start_timeout} s:\n"
+            f"{self._log_tail()}"
         )
 
     def _log_tail(self, lines: int = 30) -> str:
