@@ -124,8 +124,8 @@ def test_quick_run_writes_complete_consistent_output(tmp_path):
         concurrency = 1 if r["entry"] == NAIVE else r["concurrency"]
         assert r["limit_rows_per_s"] == pytest.approx(
             concurrency * r["rows_per_request"] * 1000 / doc["latency_ms"])
-        assert r["ratio_to_limit"] == pytest.approx(r["rows_per_s"] / r["limit_rows_per_s"], rel=1e-3)
-        assert r["ratio_to_baseline"] == pytest.approx(r["rows_per_s"] / baseline, rel=1e-2)
+        assert r["ratio_to_limit"] == pytest.approx(r["rows_per_s"] / r["limit_rows_per_s"], abs=1e-4)
+        assert r["ratio_to_baseline"] == pytest.approx(r["rows_per_s"] / baseline, abs=0.01)
         assert r["cpu_us_per_row"]["python"] > 0, r["name"]
         assert r["peak_rss_mb"]["python"] > 0, r["name"]
         assert r["startup_s"] is not None and r["startup_s"] >= 0

@@ -71,7 +71,7 @@ def build_plan(*, quick: bool, latency_ms: float = 100.0,
         if case.entry in wanted:
             cases.append(case)
 
-    add(Case(f"{NAIVE}", THROUGHPUT, NAIVE, concurrency=1, rows=20 if quick else 40))
+    add(Case(f"{NAIVE}", THROUGHPUT, NAIVE, concurrency=1, rows=30 if quick else 60))
     for c in levels:
         rows = rows_for(c, latency_ms, target_s=target_s, minimum=minimum)
         for entry in (PANDAS, DS_UNORDERED, DS_ORDERED, SQL_ASYNC, ENGINE):

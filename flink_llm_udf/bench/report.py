@@ -70,12 +70,13 @@ def case_record(case: Case, run: ChildRun, sim_stats: dict[str, Any], latency_ms
 def _throughput(case: Case, run: ChildRun, requests: int, latency_ms: float) -> dict[str, Any]:
     window = steady_window(run.samples, requests)
     rows_per_request = case.rows / requests if requests else 1.0
-    rows_per_s = window.requests_per_s * rows_per_request
+    # Ratios are computed from the rounded rate, so the JSON is consistent as written.
+    rows_per_s = round(window.requests_per_s * rows_per_request, 2)
     rows_in_window = window.requests * rows_per_request
     concurrency = 1 if case.entry == NAIVE else case.concurrency
     limit = limit_rows_per_s(concurrency, latency_ms, case.rows_per_request)
     out = {
-        "rows_per_s": _round(rows_per_s, 1),
+        "rows_per_s": rows_per_s,
         "limit_rows_per_s": _round(limit, 1),
         "ratio_to_limit": _round(ratio(rows_per_s, limit), 4),
         "window_s": _round(window.seconds, 2),
