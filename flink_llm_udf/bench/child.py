@@ -156,7 +156,7 @@ def _run_table(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> dict[s
     if case.kind == LATENCY:
         table = t_env.sql_query(f"SELECT {STAMP_SQL} AS ts, llm({TEXT_SQL}) AS v FROM src")
         emit("submit")
-        return _collect_latencies(table.execute().collect(), lambda row: row[0])
+        return _collect_latencies(table.execute().collect(), lambda row: (row[0], row[1]))
     value_type = "STRING" if case.task == CHAT else "ARRAY<FLOAT>"
     t_env.execute_sql(f"CREATE TEMPORARY TABLE sink (v {value_type}) WITH ('connector' = 'blackhole')")
     emit("submit")
@@ -187,7 +187,7 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
         function = LLMAsyncFunction(provider, settings, text_of=_row_text, key_of=_row_stamp)
         out = apply_llm(rows, function, ordered=ordered, capacity=capacity, task=_api_task(case))
         emit("submit")
-        return _collect_latencies(out.execute_and_collect(), lambda row: row[0])
+        return _collect_latencies(out.execute_and_collect(), lambda row: (row[0], row[2]))
     texts = env.from_collection([text_of(i) for i in range(1, case.rows + 1)], type_info=Types.STRING())
     out = apply_llm(texts, LLMAsyncFunction(provider, settings), ordered=ordered,
                     capacity=capacity, task=_api_task(case))
@@ -211,14 +211,16 @@ def _epoch_s(stamp: str) -> float:
     return dt.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
 
 
-def _collect_latencies(iterator, stamp_of) -> dict[str, Any]:
-    latencies_ms = []
+def _collect_latencies(iterator, stamp_and_value) -> dict[str, Any]:
+    """Arrival time minus generation stamp of every collected row; counts rows without a value."""
+    latencies_ms, rows_ok = [], 0
     with iterator as rows:
         for row in rows:
             arrived = time.time()
-            stamp = stamp_of(row)
+            stamp, value = stamp_and_value(row)
             latencies_ms.append(1000.0 * (arrived - _epoch_s(stamp)))
-    return {"latencies_ms": latencies_ms}
+            rows_ok += value is not None
+    return {"latencies_ms": latencies_ms, "rows_ok": rows_ok}
 
 
 def _summary(exc: BaseException) -> str:
@@ -226,7 +228,7 @@ def _summary(exc: BaseException) -> str:
     text = str(exc)
     causes = [line.strip() for line in text.splitlines() if line.strip().startswith("Caused by:")]
     head = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(exc).__name__}: {head}" + (f" ... {causes[-1]}" if causes else "")[:1000]
+    return (f"{type(exc).__name__}: {head}" + (f" ... {causes[-1]}" if causes else ""))[:1000]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,8 @@ def case_record(case: Case, run: ChildRun, sim_stats: dict[str, Any], latency_ms
         record["error"] = (run.events.get("error") or {}).get("message") or f"exit code {run.returncode}"
     elif non_200:
         record["error"] = f"{non_200} request(s) did not answer 200"
+    elif "rows_ok" in done and done["rows_ok"] != case.rows:
+        record["error"] = f"{case.rows - done['rows_ok']} of {case.rows} rows got no value"
     first = first_request_time(run.samples)
     record["startup_s"] = _round(None if first is None else first - run.started, 2)
     record["submit_to_first_request_s"] = _round(
