@@ -20,6 +20,7 @@ def plot(records: list[dict[str, Any]], latency_ms: float, path: Path, title: st
     span = [min(levels) / 1.5, max(levels) * 1.5]
     ax.plot(span, [c * 1000.0 / latency_ms for c in span], "k--", linewidth=1,
             label=f"limit C / L (L = {latency_ms:g} ms)")
+    markers = iter("osD^vP")  # distinct markers: entries often sit on the same point
     for entry in ENTRY_POINTS:
         points = sorted((r["concurrency"], r["rows_per_s"]) for r in plain if r["entry"] == entry)
         if not points:
@@ -28,7 +29,7 @@ def plot(records: list[dict[str, Any]], latency_ms: float, path: Path, title: st
             ax.plot(span, [points[0][1]] * 2, ":", color="grey", label="naive baseline (1 request at a time)")
             continue
         xs, ys = zip(*points)
-        ax.plot(xs, ys, "o-", label=entry)
+        ax.plot(xs, ys, marker=next(markers), linestyle="-", markerfacecolor="none", label=entry)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(levels, [str(c) for c in levels])
@@ -36,7 +37,7 @@ def plot(records: list[dict[str, Any]], latency_ms: float, path: Path, title: st
     ax.set_ylabel("rows/s, steady state")
     ax.set_title(title or "flink-llm bench: throughput at parallelism 1")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
