@@ -26,10 +26,10 @@ SET 'pipeline.global-job-parameters' = 'ai.endpoint:"http://127.0.0.1:8000/v1",a
 
 -- recommended_settings(max_concurrency=64) from flink_llm_udf.flink
 SET 'python.fn-execution.arrow.batch.size' = '2560';
-SET 'python.fn-execution.bundle.size' = '2560';
+SET 'python.fn-execution.bundle.size' = '10240';
 SET 'python.fn-execution.bundle.time' = '1000';
-SET 'table.exec.async-scalar.max-concurrent-operations' = '128';
-SET 'table.exec.async-scalar.buffer-capacity' = '128';
+SET 'table.exec.async-scalar.max-concurrent-operations' = '1024';
+SET 'table.exec.async-scalar.buffer-capacity' = '1024';
 SET 'table.exec.async-scalar.timeout' = '0 ms';
 SET 'table.exec.async-scalar.retry-strategy' = 'NO_RETRY';
 

@@ -148,7 +148,7 @@ def test_ignore_yields_error_records_and_n_choices_from_job_parameters(sim) -> N
 
     bodies = chat_bodies(recorded(sim))
     assert len(bodies) == 1 + 1 + 1 + 2 + 2 + 1 + BULK_ROWS  # ok, model, 404, retried 2x, exhausted 2x, hang
-    # more than apply_llm's default capacity (2 x 16) would let through; one subtask, so exact
+    # the engine's bound comes from the job parameters (40, not the default 16); one subtask
     assert 2 * 16 < sim.stats()["max_in_flight"] <= JOB_MAX_CONCURRENCY
     for body in bodies:
         assert body["n"] == 2 and body["max_tokens"] == 40

@@ -19,6 +19,7 @@ from ..providers import TASK_CHAT, OpenAICompatProvider
 from ..results import FAILED, IGNORED, RowResult
 from .context import declared_settings, resolve_configuration
 from .metrics import FlinkMetrics
+from .settings import ASYNC_SLOTS_PER_REQUEST
 
 OUTPUT_FIELDS = ["key", "input", "value", "choice", "error", "status", "attempts",
                  "prompt_tokens", "completion_tokens"]
@@ -139,8 +140,9 @@ def apply_llm(stream, function: LLMAsyncFunction, *, ordered: bool = False,
               capacity: int | None = None, timeout_s: float | None = None, task: str = TASK_CHAT):
     """Apply ``function`` to ``stream`` with settings that suit LLM calls.
 
-    ``capacity`` defaults to twice the engine's ``max_concurrency`` (rows backing off before a
-    retry hold a slot without a request): the function's settings, else ``ai.max-concurrency``
+    ``capacity`` defaults to 16 x the engine's ``max_concurrency``: Flink's queue holds rows that
+    wait for a request slot, back off before a retry, or (ordered) wait behind a slow row, while
+    the engine's semaphore still bounds requests in flight: the function's settings, else ``ai.max-concurrency``
     from the environment's job parameters. ``timeout_s`` defaults to 0: no per-record Flink timer
     (each costs a thread), since the engine already bounds every request and every row's retry
     budget (``row_deadline_s``), so a slow row ends as an error record under IGNORE. Pass a
@@ -149,7 +151,7 @@ def apply_llm(stream, function: LLMAsyncFunction, *, ordered: bool = False,
     """
     use_this_python_locally(stream.get_execution_environment())
     settings = declared_settings(_job_parameters_of(stream), function._settings, function._prefix)
-    capacity = capacity or 2 * settings.max_concurrency
+    capacity = capacity or ASYNC_SLOTS_PER_REQUEST * settings.max_concurrency
     timeout = Time.milliseconds(int(1000 * (timeout_s or 0)))
     wait = AsyncDataStream.ordered_wait if ordered else AsyncDataStream.unordered_wait
     return wait(stream, function, timeout, capacity, output_type(task))

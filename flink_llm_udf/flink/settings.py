@@ -10,6 +10,11 @@ deadlines), and enough operations in flight.
 from __future__ import annotations
 
 ROWS_PER_SLOT = 40
+# The worker holds the next Arrow batch while one finishes (bundle ends are 0.3-0.6 s gaps).
+BATCHES_PER_BUNDLE = 4
+# Rows in Flink's async queue per request slot: ordered output keeps flowing behind a slow row,
+# while the engine's semaphore still bounds requests at max_concurrency.
+ASYNC_SLOTS_PER_REQUEST = 16
 MIN_BATCH = 1_000
 MAX_BATCH = 20_000
 
@@ -24,11 +29,11 @@ def recommended_settings(max_concurrency: int = 64) -> dict[str, str]:
     batch = pandas_batch_size(max_concurrency)
     return {
         "python.fn-execution.arrow.batch.size": str(batch),
-        "python.fn-execution.bundle.size": str(max(batch, 10 * max_concurrency)),
+        "python.fn-execution.bundle.size": str(BATCHES_PER_BUNDLE * batch),
         "python.fn-execution.bundle.time": "1000",
         # async SQL: Flink's default of 10 operations in flight caps throughput at 10/latency
-        "table.exec.async-scalar.max-concurrent-operations": str(2 * max_concurrency),
-        "table.exec.async-scalar.buffer-capacity": str(2 * max_concurrency),
+        "table.exec.async-scalar.max-concurrent-operations": str(ASYNC_SLOTS_PER_REQUEST * max_concurrency),
+        "table.exec.async-scalar.buffer-capacity": str(ASYNC_SLOTS_PER_REQUEST * max_concurrency),
         # timeout 0 = no threading.Timer per record; Flink requires NO_RETRY with it
         "table.exec.async-scalar.timeout": "0 ms",
         "table.exec.async-scalar.retry-strategy": "NO_RETRY",
