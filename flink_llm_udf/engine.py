@@ -271,7 +271,9 @@ class LLMEngine:
     def _get_session(self):
         if self._session is None or self._session.closed:
             self._loop = asyncio.get_running_loop()
-            self._request_options = env_request_options(self.spec.url)
+            self._request_options = env_request_options(
+                self.spec.url,
+                sends_authorization=any(name.lower() == "authorization" for name, _ in self.spec.headers))
             self._session = new_session(self.settings.max_concurrency)
         return self._session
 

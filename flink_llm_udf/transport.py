@@ -46,16 +46,17 @@ def new_session(max_connections: int) -> aiohttp.ClientSession:
                                  json_serialize=json.dumps, skip_auto_headers=("User-Agent",))
 
 
-def env_request_options(url: str) -> dict[str, Any]:
+def env_request_options(url: str, *, sends_authorization: bool = False) -> dict[str, Any]:
     """What aiohttp's ``trust_env=True`` would add to a request to ``url``, resolved once.
 
     ``proxy``/``proxy_auth`` from ``*_proxy``/``no_proxy`` (and netrc for the proxy host) and
     ``auth`` from netrc for the URL's host; only the keys that apply. Reads files: call it once
-    per session, not per request.
+    per session, not per request. When the request carries its own ``Authorization`` header
+    (an API key), netrc is not consulted: aiohttp refuses both at once, on every request.
     """
     target = URL(url)
     options: dict[str, Any] = {}
-    if target.host is not None:
+    if target.host is not None and not sends_authorization:
         try:
             options["auth"] = basicauth_from_netrc(netrc_from_env(), target.host)
         except LookupError:

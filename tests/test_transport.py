@@ -119,3 +119,19 @@ def test_options_are_resolved_from_the_environment(monkeypatch, tmp_path):
     assert options["proxy_auth"].login == "puser"
     monkeypatch.setenv("no_proxy", "api.example.invalid")
     assert "proxy" not in env_request_options("http://api.example.invalid/v1/embeddings")
+
+
+def test_a_netrc_entry_for_the_api_host_does_not_clash_with_an_api_key(monkeypatch, tmp_path):
+    """aiohttp refuses netrc auth plus an Authorization header: with a key, netrc is not consulted."""
+    from flink_llm_udf import OpenAICompatProvider, run_batch
+    from flink_llm_udf.simulator import SimulatorThread
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login huser password hpass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert "auth" not in env_request_options("http://127.0.0.1:1/v1", sends_authorization=True)
+    with SimulatorThread(api_key="sk-test-netrc-0123456789abcdef") as sim:
+        provider = OpenAICompatProvider(endpoint=sim.base_url, model="m",
+                                        api_key="sk-test-netrc-0123456789abcdef")
+        assert [r.value for r in run_batch(provider, ["a"])] == ["ANSWER[a]"]
