@@ -17,7 +17,7 @@ from ..engine import EngineSettings, LLMEngine
 from ..errors import RowFailedError
 from ..providers import TASK_CHAT, OpenAICompatProvider
 from ..results import FAILED, IGNORED, RowResult
-from .context import declared_settings, resolve_configuration
+from .context import PicklesWithoutEngine, declared_settings, resolve_configuration
 from .metrics import FlinkMetrics
 from .settings import ASYNC_SLOTS_PER_REQUEST
 
@@ -39,7 +39,7 @@ def _default_text(record: Any) -> str | None:
     return record[0]  # a Row or tuple: its first field
 
 
-class LLMAsyncFunction(AsyncFunction):
+class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
     """Calls the provider for each record; one output Row per choice (see ``OUTPUT_FIELDS``).
 
     ``text_of`` picks the text from a record (default: the record if it is a string, else its
@@ -106,12 +106,6 @@ class LLMAsyncFunction(AsyncFunction):
         if self._engine is not None:
             self._engine.close_from_outside()
             self._engine = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_engine"] = None
-        state["metrics"] = None
-        return state
 
 
 def _as_str(value: Any) -> str | None:

@@ -16,12 +16,12 @@ from ..engine import EngineSettings, LLMEngine
 from ..errors import RowFailedError
 from ..providers import TASK_EMBEDDINGS, OpenAICompatProvider
 from ..results import FAILED
-from .context import resolve_configuration
+from .context import PicklesWithoutEngine, resolve_configuration
 from .flink39532 import install_row_copy_workaround
 from .metrics import FlinkMetrics
 
 
-class LLMAsyncScalarFunction(AsyncScalarFunction):
+class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
     """Async scalar function STRING [, model STRING] -> STRING (or ARRAY<FLOAT> for embeddings).
 
     Under IGNORE a failed row yields NULL; under FAILOVER it raises ``RowFailedError`` and the job
@@ -60,12 +60,6 @@ class LLMAsyncScalarFunction(AsyncScalarFunction):
         if self._engine is not None:
             self._engine.close_from_outside()
             self._engine = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_engine"] = None
-        state["metrics"] = None
-        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -89,3 +89,14 @@ def global_job_parameters(java_config: Any) -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001 - only sizing depends on it: fall back to defaults
         logger.debug("cannot read pipeline.global-job-parameters: %s", exc)
         return {}
+
+
+class PicklesWithoutEngine:
+    """Mixin for the Flink functions: pickling (the job graph) leaves out the engine and metrics,
+    which hold sockets, threads and a metric group and are rebuilt at ``open``."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_engine"] = None
+        state["metrics"] = None
+        return state

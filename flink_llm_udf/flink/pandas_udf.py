@@ -17,7 +17,7 @@ from ..engine import EngineSettings
 from ..providers import TASK_EMBEDDINGS, OpenAICompatProvider
 from ..results import RowResult
 from ..runner import BlockingEngine
-from .context import resolve_configuration
+from .context import PicklesWithoutEngine, resolve_configuration
 from .metrics import FlinkMetrics
 
 RESULT_FIELDS = ("value", "error", "status", "attempts", "prompt_tokens", "completion_tokens")
@@ -44,7 +44,7 @@ def _as_list(column: Any, length: int) -> list[Any]:
     return [None if v is None or v != v else v for v in column.tolist()]  # NaN -> None
 
 
-class LLMPandasFunction(ScalarFunction):
+class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
     """The Pandas scalar function behind ``ai_complete_udf`` / ``ai_embed_udf`` / ``..._result_udf``.
 
     ``output`` is ``"value"`` (the answer, NULL on an ignored failure) or ``"result"`` (a ROW
@@ -85,12 +85,6 @@ class LLMPandasFunction(ScalarFunction):
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_engine"] = None
-        state["metrics"] = None
-        return state
 
 
 def _result_tuple(result: RowResult) -> tuple:
