@@ -348,13 +348,20 @@ class StandaloneCluster:
 
         With ``wait``, returns once the JobManager lists this TaskManager (matched by its RPC port).
         """
-        before = set(self.taskmanager_pids())
+        recorded = self._recorded_pids(_TM_DAEMON)
         self._finish_script(self._daemon_script("taskmanager.sh", "start"))
-        new = sorted(set(self.taskmanager_pids()) - before)
+        new = [pid for pid in self._recorded_pids(_TM_DAEMON) if pid not in recorded]
         if not new:
-            raise ClusterError(f"taskmanager.sh start left no new TaskManager:\n{self._log_tail()}")
-        pid = new[0]
+            raise ClusterError(f"taskmanager.sh start recorded no new TaskManager:\n{self._log_tail()}")
+        pid = new[-1]
         deadline = time.monotonic() + self.start_timeout
+        # The recorded PID is a forked shell until it execs java; /proc may show it mid-exec.
+        while pid not in self.flink_processes():
+            if not _alive(pid):
+                raise ClusterError(f"TaskManager {pid} exited right after start:\n{self._log_tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"process {pid} never became a TaskManager of this cluster")
+            time.sleep(0.1)
         while wait and not self._registered(pid):
             if time.monotonic() > deadline:
                 raise ClusterError(f"TaskManager {pid} did not register within {self.start_timeout} s")
@@ -417,11 +424,15 @@ class StandaloneCluster:
         self.stop()
 
     # ------------------------------------------------------------------ processes
-    def _pids_from_file(self, daemon: str) -> list[int]:
+    def _recorded_pids(self, daemon: str) -> list[int]:
+        """Every PID ``flink-daemon.sh`` recorded for ``daemon``, live or not, in start order."""
         pid_file = self.pid_dir / f"flink-{IDENT}-{daemon}.pid"
         if not pid_file.exists():
             return []
-        pids = [int(line) for line in pid_file.read_text().split() if line.strip().isdigit()]
+        return [int(line) for line in pid_file.read_text().split() if line.strip().isdigit()]
+
+    def _pids_from_file(self, daemon: str) -> list[int]:
+        pids = self._recorded_pids(daemon)
         mine = set(self.flink_processes())
         return [pid for pid in pids if pid in mine]
 
