@@ -23,6 +23,7 @@ ENGINE_KEYS: dict[str, str] = {
     "row-deadline": "row_deadline_s",
     "embedding-rows-per-request": "embedding_rows_per_request",
     "batch-deadline": "batch_deadline_s",
+    "http-client": "http_client",
 }
 _UNBOUNDED_FIELDS = ("row_deadline_s", "batch_deadline_s")  # "none" / "0" mean no bound
 PROVIDER_KEYS: tuple[str, ...] = tuple(_KEYS.values()) + (KEY_FILE_OPTION,)
@@ -94,7 +95,9 @@ def settings_from_lookup(lookup: Lookup, prefix: str = DEFAULT_PREFIX,
         if raw is None:
             continue
         try:
-            if field.endswith("_s"):
+            if field == "http_client":
+                value = raw.strip().lower()
+            elif field.endswith("_s"):
                 value = None if raw.strip().lower() in ("none", "0") and field in _UNBOUNDED_FIELDS \
                     else parse_duration(raw)
             else:

@@ -24,7 +24,7 @@ from .providers import TASK_CHAT, OpenAICompatProvider, mask_secret
 from .results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
 from .retry import delay_before_retry, is_retryable_status, parse_retry_after
 from .tokens import fit_to_context, load_encoding
-from .transport import HTTPReply, abandon_session, env_request_options, new_session, post_json
+from .transport import HTTP_CLIENTS, HTTPReply, HTTPSession, open_session
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class EngineSettings:
     up to that many rows in one embeddings request on the batch path; ``batch_deadline_s`` bounds
     a whole batch (a Pandas UDF's Arrow batch, a ``run_batch`` call): rows still unfinished then
     end like exhausted rows (NULL and an error under IGNORE, ``RowFailedError`` under FAILOVER),
-    so a batch never waits longer than that for a struggling endpoint (None: no bound).
+    so a batch never waits longer than that for a struggling endpoint (None: no bound);
+    ``http_client`` is "auto" (the built-in HTTP/1.1 client, or aiohttp when the environment sets
+    a proxy or netrc credentials for the endpoint) or "aiohttp" (always).
     """
 
     max_concurrency: int = 16
@@ -50,8 +52,12 @@ class EngineSettings:
     row_deadline_s: float | None = 300.0
     embedding_rows_per_request: int = 1
     batch_deadline_s: float | None = None
+    http_client: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.http_client not in HTTP_CLIENTS:
+            raise InvalidOptionError(f"http_client={self.http_client!r} is not allowed: "
+                                     f"must be one of {', '.join(HTTP_CLIENTS)}")
         for name in ("max_concurrency", "embedding_rows_per_request"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -82,8 +88,7 @@ class LLMEngine:
         self.observer: EngineObserver = observer or NullObserver()
         self._sleep = sleep
         self._clock = clock
-        self._session = None
-        self._request_options: dict[str, Any] = {}
+        self._session: HTTPSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._bodies = _BodyTemplates(self.spec)
@@ -228,9 +233,8 @@ class LLMEngine:
                 attempts += 1
                 self.in_flight += 1
                 try:
-                    reply = await post_json(self._get_session(), self.spec.url, body, self.spec.headers,
-                                            min(self.settings.request_timeout_s, remaining),
-                                            self._request_options)
+                    reply = await self._get_session().post(
+                        body, min(self.settings.request_timeout_s, remaining))
                     status = reply.status
                     value, choices = _check_reply(reply, parse, self.spec.api_key)
                     error = None
@@ -268,19 +272,17 @@ class LLMEngine:
             self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
         return self._semaphore
 
-    def _get_session(self):
+    def _get_session(self) -> HTTPSession:
         if self._session is None or self._session.closed:
             self._loop = asyncio.get_running_loop()
-            self._request_options = env_request_options(
-                self.spec.url,
-                sends_authorization=any(name.lower() == "authorization" for name, _ in self.spec.headers))
-            self._session = new_session(self.settings.max_concurrency)
+            self._session = open_session(self.spec.url, self.spec.headers, self.settings.max_concurrency,
+                                         client=self.settings.http_client)
         return self._session
 
     async def aclose(self) -> None:
         """Close the HTTP session; call on the loop that made the requests."""
         if self._session is not None and not self._session.closed:
-            await self._session.close()
+            await self._session.aclose()
         self._session = None
         self._semaphore = None
 
@@ -299,7 +301,7 @@ class LLMEngine:
                 return
             except Exception:  # noqa: BLE001 - fall back to abandoning it
                 pass
-        abandon_session(session)
+        session.abandon()
         self._session = None
         self._semaphore = None
 

@@ -1,23 +1,32 @@
-"""The only module that touches aiohttp's client: one POST, its failures translated once.
+"""HTTP for the engine: one POST of a JSON body, its reply read whole, failures translated once.
 
-aiohttp's exceptions become ``EndpointConnectionError`` / ``EndpointTimeoutError`` here, so the
-engine sees only the package's own tree.
+Two clients sit behind one ``HTTPSession`` interface: the lean built-in HTTP/1.1 client
+(:mod:`.http11`, the default: a fraction of aiohttp's CPU per request) and aiohttp, used when
+the environment routes the endpoint through a proxy or gives netrc credentials for it, or when
+the user asks for it (``EngineSettings.http_client="aiohttp"``). This is the only module that
+touches aiohttp's client: its exceptions become ``EndpointConnectionError`` /
+``EndpointTimeoutError`` here, so the engine sees only the package's own tree.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
-from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .errors import EndpointConnectionError, EndpointTimeoutError
+from .errors import EndpointConnectionError, EndpointTimeoutError, InvalidOptionError
+from .http11 import ConnectionPool
 
 _NOT_JSON = object()
+
+#: ``EngineSettings.http_client`` values: "auto" picks the built-in client unless a proxy or
+#: netrc applies; "aiohttp" always uses aiohttp.
+HTTP_CLIENTS = ("auto", "aiohttp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +34,98 @@ class HTTPReply:
     """A response fully read: status, headers, raw body and the body parsed as JSON (or None)."""
 
     status: int
-    headers: CIMultiDictProxy[str]
+    headers: Mapping[str, str]
     raw: bytes
     payload: Any
     is_json: bool
+
+
+class HTTPSession:
+    """One worker's connections to one endpoint; create it inside the loop that will use it."""
+
+    @property
+    def closed(self) -> bool:
+        raise NotImplementedError
+
+    async def post(self, data: bytes, timeout_s: float) -> HTTPReply:
+        """POST ``data`` (an encoded JSON body); the whole reply within ``timeout_s`` seconds."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the connections, on the session's own loop."""
+        raise NotImplementedError
+
+    def abandon(self) -> None:
+        """Release the connections when the session's loop has already stopped (no await)."""
+        raise NotImplementedError
+
+
+class BuiltinSession(HTTPSession):
+    """The lean HTTP/1.1 client of :mod:`.http11`."""
+
+    def __init__(self, url: str, headers: tuple[tuple[str, str], ...]) -> None:
+        self._pool = ConnectionPool(url, headers)
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    async def post(self, data: bytes, timeout_s: float) -> HTTPReply:
+        status, headers, raw = await self._pool.post(data, timeout_s)
+        return reply_of(status, headers, raw)
+
+    async def aclose(self) -> None:
+        self._pool.close()
+
+    def abandon(self) -> None:
+        self._pool.close()
+
+
+class AiohttpSession(HTTPSession):
+    """aiohttp's client, with proxy and netrc settings from the environment resolved once."""
+
+    def __init__(self, url: str, headers: tuple[tuple[str, str], ...], max_connections: int,
+                 options: dict[str, Any]) -> None:
+        self._url, self._headers, self._options = url, headers, options
+        self._session = new_session(max_connections)
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    async def post(self, data: bytes, timeout_s: float) -> HTTPReply:
+        return await post_json(self._session, self._url, data, self._headers, timeout_s, self._options)
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+    def abandon(self) -> None:
+        abandon_session(self._session)
+
+
+def open_session(url: str, headers: tuple[tuple[str, str], ...], max_connections: int, *,
+                 client: str = "auto") -> HTTPSession:
+    """The session for ``url``: the built-in client, or aiohttp when asked or when the
+    environment has a proxy or netrc credentials for it. Call inside the running loop."""
+    if client not in HTTP_CLIENTS:
+        raise InvalidOptionError(f"http_client={client!r} is not allowed: must be one of {HTTP_CLIENTS}")
+    sends_authorization = any(name.lower() == "authorization" for name, _ in headers)
+    options = env_request_options(url, sends_authorization=sends_authorization)
+    if client == "aiohttp" or options:
+        return AiohttpSession(url, headers, max_connections, options)
+    return BuiltinSession(url, headers)
+
+
+def reply_of(status: int, headers: Mapping[str, str], raw: bytes) -> HTTPReply:
+    """An ``HTTPReply`` with the body parsed as JSON when it is JSON."""
+    payload: Any = _NOT_JSON
+    if raw:
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            payload = _NOT_JSON
+    is_json = payload is not _NOT_JSON
+    return HTTPReply(status, headers, raw, payload if is_json else None, is_json)
 
 
 def new_session(max_connections: int) -> aiohttp.ClientSession:
@@ -89,14 +186,7 @@ async def post_json(session: aiohttp.ClientSession, url: str, data: bytes,
         raise EndpointConnectionError(f"connection error: {_describe(exc)}", retryable=True) from None
     except OSError as exc:
         raise EndpointConnectionError(f"connection error: {exc.strerror or exc}", retryable=True) from None
-    payload: Any = _NOT_JSON
-    if raw:
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            payload = _NOT_JSON
-    is_json = payload is not _NOT_JSON
-    return HTTPReply(status, reply_headers, raw, payload if is_json else None, is_json)
+    return reply_of(status, reply_headers, raw)
 
 
 def _describe(exc: aiohttp.ClientError) -> str:
