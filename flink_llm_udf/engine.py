@@ -109,15 +109,15 @@ class LLMEngine:
         self.observer.row_done(result)
         return result
 
-    async def _call_row(self, text: str | None, model: str | None) -> RowResult:
+    async def _call_row(self, text: str | None, model: str | None,
+                        on_backoff: Callable[[], None] | None = None) -> RowResult:
         if text is None:
             return RowResult(None, NULL_INPUT)
         fitted = self._fit(text)
         if fitted is None:
             return RowResult(None, SKIPPED)
-        if self.is_chat:
-            return await self._send(self._bodies.encode(fitted, model), _chat_value)
-        return await self._send(self._bodies.encode(fitted, model), _single_embedding)
+        parse = _chat_value if self.is_chat else _single_embedding
+        return await self._send(self._bodies.encode(fitted, model), parse, on_backoff)
 
     def _fit(self, text: str) -> str | None:
         if self.encoding is None or self.spec.max_context_size is None:
@@ -135,47 +135,27 @@ class LLMEngine:
         if not self.is_chat and self.settings.embedding_rows_per_request > 1:
             return await self._run_grouped_embeddings(inputs, models, raise_on_failover)
 
-        async def one(index: int) -> RowResult:
-            result = await self.call_row(inputs[index], model=None if models is None else models[index])
+        async def one(index: int, on_backoff: Callable[[], None]) -> RowResult:
+            result = await self._call_row(inputs[index], None if models is None else models[index], on_backoff)
+            self.observer.row_done(result)
             if raise_on_failover and result.outcome == FAILED:
                 raise RowFailedError(index, result.error or "unknown error",
                                      attempts=result.attempts, status=result.status)
             return result
 
-        if self.settings.batch_deadline_s is None:
-            return await _gather_or_cancel([one(i) for i in range(len(inputs))])
-        return await self._gather_until_deadline([one(i) for i in range(len(inputs))], raise_on_failover)
-
-    async def _gather_until_deadline(self, coroutines: list[Awaitable[RowResult]],
-                                     raise_on_failover: bool) -> list[RowResult]:
-        """Like ``_gather_or_cancel``, but rows unfinished at the batch deadline end as failures."""
-        deadline = self.settings.batch_deadline_s
-        tasks = [asyncio.ensure_future(c) for c in coroutines]
-        try:
-            done, pending = await asyncio.wait(tasks, timeout=deadline,
-                                               return_when=asyncio.FIRST_EXCEPTION)
-        except BaseException:
-            await _cancel_all(tasks)
-            raise
-        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
-        if failed or pending:
-            await _cancel_all(tasks)
-        if failed:
-            raise failed[0].exception()
-        late = [index for index, task in enumerate(tasks) if task in pending]
-        error = f"batch deadline of {deadline:g} s reached before the row finished"
+        results = await _run_on_workers(len(inputs), one, self.settings.max_concurrency,
+                                        self.settings.batch_deadline_s)
+        late = [index for index, result in enumerate(results) if result is None]
+        if not late:
+            return results  # type: ignore[return-value]
+        error = f"batch deadline of {self.settings.batch_deadline_s:g} s reached before the row finished"
         outcome = FAILED if self.spec.retry.final_action == "FAILOVER" else IGNORED
-        if late and outcome == FAILED and raise_on_failover:
+        if outcome == FAILED and raise_on_failover:
             raise RowFailedError(late[0], error, attempts=0, status=None)
-        results = []
-        for task in tasks:
-            if task in pending:
-                result = RowResult(None, outcome, error=error)
-                self.observer.row_done(result)
-                results.append(result)
-            else:
-                results.append(task.result())
-        return results
+        for index in late:
+            results[index] = RowResult(None, outcome, error=error)
+            self.observer.row_done(results[index])
+        return results  # type: ignore[return-value]
 
     async def _run_grouped_embeddings(self, inputs: Sequence[str | None],
                                       models: Sequence[str | None] | None,
@@ -217,8 +197,9 @@ class LLMEngine:
         return results  # type: ignore[return-value]
 
     # --- attempts and retries ------------------------------------------------------------------
-    async def _send(self, body: bytes,
-                    parse: Callable[[Any], tuple[Any, tuple[str, ...]]]) -> RowResult:
+    async def _send(self, body: bytes, parse: Callable[[Any], tuple[Any, tuple[str, ...]]],
+                    on_backoff: Callable[[], None] | None = None) -> RowResult:
+        """One row's attempts; ``on_backoff`` is called before each wait for a retry."""
         policy = self.spec.retry
         attempts, status, deadline, started = 0, None, None, None
         error: EndpointError | None = None
@@ -255,6 +236,8 @@ class LLMEngine:
                                     f"reached before retry {attempts})", retryable=False, status=error.status)
                 break
             self.observer.retry()
+            if on_backoff is not None:
+                on_backoff()
             await self._sleep(delay)
         outcome = FAILED if policy.final_action == "FAILOVER" else IGNORED
         message = self._redact(f"{error} [{self.spec.url}]")
@@ -371,6 +354,70 @@ def _chat_value(payload: Any) -> tuple[str, tuple[str, ...]]:
 
 def _single_embedding(payload: Any) -> tuple[list[float], tuple[str, ...]]:
     return parse_embeddings(payload, 1)[0], ()
+
+
+async def _run_on_workers(count: int, row: Callable[[int, Callable[[], None]], Awaitable[RowResult]],
+                          workers: int, deadline_s: float | None) -> list[RowResult | None]:
+    """Rows ``0..count-1`` run by at most ``workers`` tasks that take the next row when done.
+
+    Cheaper than a task per row queued on the semaphore (no per-row task, future and wake-up):
+    ~30 µs of CPU per row. A row that waits to retry hands its worker's place to a new worker
+    (and its own worker ends with that row), so backoff never idles a slot. The first exception
+    cancels the rest and is raised; rows unfinished at ``deadline_s`` are left None.
+    """
+    results: list[RowResult | None] = [None] * count
+    if count == 0:
+        return results
+    loop = asyncio.get_running_loop()
+    indices = iter(range(count))
+    finished = loop.create_future()
+    running: set[asyncio.Task] = set()
+
+    def spawn() -> None:
+        task = loop.create_task(work())
+        running.add(task)
+        task.add_done_callback(retire)
+
+    def retire(task: asyncio.Task) -> None:
+        running.discard(task)
+        if finished.done():
+            return
+        if not task.cancelled() and task.exception() is not None:
+            finished.set_exception(task.exception())
+        elif not running:
+            finished.set_result(None)
+
+    async def work() -> None:
+        handed_off = False
+
+        def hand_off() -> None:
+            nonlocal handed_off
+            if not handed_off:
+                handed_off = True
+                spawn()
+
+        for index in indices:
+            results[index] = await row(index, hand_off)
+            if handed_off:
+                return
+
+    for _ in range(min(count, workers)):
+        spawn()
+    try:
+        if deadline_s is None:
+            await finished
+        else:
+            await asyncio.wait_for(asyncio.shield(finished), deadline_s)
+    except (asyncio.TimeoutError, TimeoutError):
+        if finished.done() and not finished.cancelled() and finished.exception() is not None:
+            raise finished.exception() from None
+    finally:
+        await _cancel_all(list(running))
+        if not finished.done():
+            finished.cancel()
+        elif not finished.cancelled():
+            finished.exception()  # retrieved: no "never retrieved" warning
+    return results
 
 
 async def _gather_or_cancel(coroutines: list[Awaitable[Any]]) -> list[Any]:

@@ -77,17 +77,23 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self._waiter is not None and not self._waiter.done() and self._framing == "close" \
                 and self._headers is not None:
-            self._finish(bytes(self._buffer), keep_alive=False)
+            self._finish_until_close()
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._waiter is not None and not self._waiter.done():
             if self._framing == "close" and self._headers is not None and exc is None:
-                self._finish(bytes(self._buffer), keep_alive=False)
+                self._finish_until_close()
             else:
-                reason = exc or ConnectionResetError("the server closed the connection before replying")
+                reason = exc or ConnectionResetError("the connection closed before the reply was complete")
                 self._waiter.set_exception(reason)
+
+    def _finish_until_close(self) -> None:
+        try:
+            self._finish(self._decoded(bytes(self._buffer)), keep_alive=False)
+        except _ProtocolError as exc:
+            self._fail(exc)
 
     # --- one exchange ----------------------------------------------------------------------
     def send(self, request: bytes) -> asyncio.Future:
@@ -162,7 +168,7 @@ class _Connection(asyncio.Protocol):
             self._framing = "chunked"
         elif "content-length" in headers:
             try:
-                self._length = int(headers["content-length"])
+                self._length = _number(headers["content-length"], 10)
             except ValueError:
                 raise _ProtocolError(f"bad Content-Length {headers['content-length']!r}") from None
             self._framing = "length"
@@ -180,18 +186,25 @@ class _Connection(asyncio.Protocol):
                 return
             size_text = bytes(buffer[self._chunk_pos:line_end]).split(b";", 1)[0].strip()
             try:
-                size = int(size_text, 16)
+                size = _number(size_text.decode("latin-1"), 16)
             except ValueError:
                 raise _ProtocolError(f"bad chunk size {size_text[:20]!r}") from None
             if size == 0:
-                trailer_end = buffer.find(b"\r\n\r\n", line_end)
-                if buffer[line_end:line_end + 4] != b"\r\n\r\n" and trailer_end < 0:
-                    return  # trailers not complete yet
-                self._finish(self._decoded(b"".join(self._chunks)), keep_alive=True)
+                if buffer[line_end:line_end + 4] == b"\r\n\r\n":
+                    end = line_end + 4
+                else:
+                    trailer_end = buffer.find(b"\r\n\r\n", line_end)
+                    if trailer_end < 0:
+                        return  # trailers not complete yet
+                    end = trailer_end + 4
+                # Bytes past the last chunk belong to no request: drop the connection after it.
+                self._finish(self._decoded(b"".join(self._chunks)), keep_alive=len(buffer) == end)
                 return
             data_start, data_end = line_end + 2, line_end + 2 + size
             if len(buffer) < data_end + 2:
                 return
+            if buffer[data_end:data_end + 2] != b"\r\n":
+                raise _ProtocolError("chunk data not followed by CRLF")
             self._chunks.append(bytes(buffer[data_start:data_end]))
             self._chunk_pos = data_end + 2
 
@@ -329,6 +342,15 @@ def _request_head(parts: Any, host: str, port: int, tls: bool,
         return head.encode("latin-1")
     except UnicodeEncodeError:
         return head.encode("utf-8")
+
+
+def _number(text: str, base: int) -> int:
+    """A framing number: only digits of ``base`` (``int()`` would take signs, ``_`` and ``0x``)."""
+    digits = text.strip()
+    allowed = "0123456789abcdefABCDEF" if base == 16 else "0123456789"
+    if not digits or any(c not in allowed for c in digits):
+        raise ValueError(text)
+    return int(digits, base)
 
 
 def _idle_reuse(headers: Mapping[str, str], default: float) -> float:
