@@ -17,6 +17,7 @@ from ..engine import EngineSettings, LLMEngine
 from ..errors import RowFailedError
 from ..providers import TASK_CHAT, OpenAICompatProvider
 from ..results import FAILED, IGNORED, RowResult
+from .async_submit import install_batched_submit
 from .context import PicklesWithoutEngine, declared_settings, resolve_configuration
 from .metrics import FlinkMetrics
 from .settings import ASYNC_SLOTS_PER_REQUEST
@@ -68,6 +69,7 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         return self._settings or EngineSettings()
 
     def open(self, runtime_context) -> None:
+        install_batched_submit()
         provider, settings = resolve_configuration(runtime_context, self._provider, self._settings,
                                                    self._prefix)
         self.metrics = FlinkMetrics(runtime_context.get_metrics_group())

@@ -17,6 +17,7 @@ from ..errors import RowFailedError
 from ..providers import TASK_EMBEDDINGS, OpenAICompatProvider
 from ..results import FAILED
 from .context import PicklesWithoutEngine, resolve_configuration
+from .async_submit import install_batched_submit
 from .flink39532 import install_row_copy_workaround
 from .metrics import FlinkMetrics
 
@@ -41,6 +42,7 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
 
     def open(self, function_context) -> None:
         install_row_copy_workaround()
+        install_batched_submit()
         provider, settings = resolve_configuration(function_context, self._provider, self._settings,
                                                    self._prefix)
         if self._task is not None and provider.task != self._task:
