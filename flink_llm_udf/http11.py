@@ -13,7 +13,7 @@ import asyncio
 import ssl
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,19 +24,50 @@ from .errors import EndpointConnectionError, EndpointTimeoutError, InvalidOption
 #: into a connection the server is closing fails. A ``Keep-Alive: timeout=N`` reply shortens it.
 IDLE_REUSE_S = 4.0
 MAX_HEAD_BYTES = 64 * 1024
+_DIGITS = "0123456789"
+_HEX_DIGITS = "0123456789abcdefABCDEF"
 
 
-class ResponseHeaders(dict):
-    """Reply headers with lower-case names; repeated headers are joined with ``", "``."""
+class ResponseHeaders(Mapping[str, str]):
+    """Reply headers, case-insensitive; repeated headers are joined with ``", "``.
+
+    Parsed from the raw head on first use: the engine reads no header of a 2xx reply, and real
+    endpoints send dozens (rate-limit counters, tracing ids), so most replies never pay for it.
+    """
+
+    __slots__ = ("_raw", "_fields")
+
+    def __init__(self, raw: bytes = b"") -> None:
+        self._raw = raw
+        self._fields: dict[str, str] | None = None
+
+    def _parsed(self) -> dict[str, str]:
+        if self._fields is None:
+            fields: dict[str, str] = {}
+            for line in self._raw.split(b"\r\n") if self._raw else ():
+                name, _, value = line.partition(b":")
+                key, text = name.strip().lower().decode("latin-1"), value.strip().decode("latin-1")
+                fields[key] = f"{fields[key]}, {text}" if key in fields else text
+            self._fields = fields
+        return self._fields
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return dict.get(self, name.lower(), default)
+        return self._parsed().get(name.lower(), default)
 
     def __getitem__(self, name: str) -> str:
-        return dict.__getitem__(self, name.lower())
+        return self._parsed()[name.lower()]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and dict.__contains__(self, name.lower())
+        return isinstance(name, str) and name.lower() in self._parsed()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed())
+
+    def __len__(self) -> int:
+        return len(self._parsed())
+
+    def __repr__(self) -> str:
+        return f"ResponseHeaders({self._parsed()!r})"
 
 
 class _ProtocolError(Exception):
@@ -55,6 +86,8 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._headers: ResponseHeaders | None = None
         self._framing = ""  # "length", "chunked" or "close"
+        self._encoding: str | None = None  # Content-Encoding, lower case
+        self.keep_alive_field: str | None = None  # the last reply's Keep-Alive header
         self._length = 0
         self._chunks: list[bytes] = []
         self._chunk_pos = 0
@@ -146,31 +179,32 @@ class _Connection(asyncio.Protocol):
 
     def _parse_head(self, head: bytes) -> bool:
         """Read a status line and headers; False for an interim (1xx) reply."""
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise _ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-        status = int(parts[1])
+        status_line, _, rest = head.partition(b"\r\n")
+        version, _, reason = status_line.partition(b" ")
+        code = reason[:3]
+        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit() \
+                or reason[3:4] not in (b"", b" "):
+            raise _ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        status = int(code)
         if 100 <= status < 200:
             return False
-        headers = ResponseHeaders()
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise _ProtocolError(f"malformed header line: {line[:80]!r}")
-            key = name.strip().decode("latin-1").lower()
-            text = value.strip().decode("latin-1")
-            headers[key] = f"{dict.get(headers, key)}, {text}" if key in headers else text
-        self._status, self._headers = status, headers
-        connection = headers.get("connection", "").lower()
-        self._keep_alive = "close" not in connection and (parts[0] != b"HTTP/1.0" or "keep-alive" in connection)
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        if rest and any(b":" not in line for line in rest.split(b"\r\n")):
+            bad = next(line for line in rest.split(b"\r\n") if b":" not in line)
+            raise _ProtocolError(f"malformed header line: {bad[:80]!r}")
+        block = b"\r\n" + rest.lower()  # framing fields are read here; the rest only on demand
+        self._status, self._headers = status, ResponseHeaders(rest)
+        self._encoding = _field(block, b"content-encoding")
+        self.keep_alive_field = _field(block, b"keep-alive")
+        connection = _field(block, b"connection") or ""
+        self._keep_alive = "close" not in connection and (version != b"HTTP/1.0" or "keep-alive" in connection)
+        length = _field(block, b"content-length")
+        if "chunked" in (_field(block, b"transfer-encoding") or ""):
             self._framing = "chunked"
-        elif "content-length" in headers:
+        elif length is not None:
             try:
-                self._length = _number(headers["content-length"], 10)
+                self._length = _number(length, 10)
             except ValueError:
-                raise _ProtocolError(f"bad Content-Length {headers['content-length']!r}") from None
+                raise _ProtocolError(f"bad Content-Length {length!r}") from None
             self._framing = "length"
         elif status in (204, 304):
             self._framing, self._length = "length", 0
@@ -209,8 +243,8 @@ class _Connection(asyncio.Protocol):
             self._chunk_pos = data_end + 2
 
     def _decoded(self, body: bytes) -> bytes:
-        encoding = self._headers.get("content-encoding", "identity").lower() if self._headers else "identity"
-        if encoding in ("identity", ""):
+        encoding = self._encoding
+        if encoding is None or encoding in ("identity", ""):
             return body
         if encoding in ("gzip", "x-gzip", "deflate"):
             try:
@@ -272,7 +306,7 @@ class ConnectionPool:
             raise _translated(exc, timeout_s) from None
         self._busy.discard(connection)
         if keep_alive and not connection.closed and not self.closed:
-            connection.idle_deadline = time.monotonic() + _idle_reuse(headers, self._idle_reuse_s)
+            connection.idle_deadline = time.monotonic() + _idle_reuse(connection.keep_alive_field, self._idle_reuse_s)
             self._idle.append(connection)
         else:
             connection.close()
@@ -344,17 +378,26 @@ def _request_head(parts: Any, host: str, port: int, tls: bool,
         return head.encode("utf-8")
 
 
+def _field(block: bytes, name: bytes) -> str | None:
+    """A header's value in a lower-cased head that starts with CRLF; repeats joined; None if absent."""
+    values, start, needle = [], 0, b"\r\n" + name + b":"
+    while (found := block.find(needle, start)) >= 0:
+        start = found + len(needle)
+        end = block.find(b"\r\n", start)
+        values.append(block[start:end if end >= 0 else len(block)].strip().decode("latin-1"))
+    return ", ".join(values) if values else None
+
+
 def _number(text: str, base: int) -> int:
     """A framing number: only digits of ``base`` (``int()`` would take signs, ``_`` and ``0x``)."""
     digits = text.strip()
-    allowed = "0123456789abcdefABCDEF" if base == 16 else "0123456789"
-    if not digits or any(c not in allowed for c in digits):
+    if not digits or digits.strip(_HEX_DIGITS if base == 16 else _DIGITS):
         raise ValueError(text)
     return int(digits, base)
 
 
-def _idle_reuse(headers: Mapping[str, str], default: float) -> float:
-    keep_alive = headers.get("keep-alive")
+def _idle_reuse(keep_alive: str | None, default: float) -> float:
+    """How long an idle connection may be reused, shortened by a ``Keep-Alive: timeout=N`` value."""
     if keep_alive:
         for part in keep_alive.split(","):
             name, _, value = part.strip().partition("=")

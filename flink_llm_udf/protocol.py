@@ -184,6 +184,12 @@ def parse_chat_choices(payload: Any) -> tuple[str, ...]:
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not choices:
         raise MalformedResponseError("response has no 'choices' list", retryable=True)
+    if len(choices) == 1:  # the common case, without the sort
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str) and isinstance(choice.get("index", 0), int):
+            return (content,)
     indexes = [c.get("index", 0) if isinstance(c, dict) else 0 for c in choices]
     if not all(isinstance(i, int) for i in indexes):
         raise MalformedResponseError("a choice has a non-integer 'index'", retryable=True)

@@ -121,7 +121,7 @@ def reply_of(status: int, headers: Mapping[str, str], raw: bytes) -> HTTPReply:
     payload: Any = _NOT_JSON
     if raw:
         try:
-            payload = json.loads(raw)
+            payload = json.loads(raw.decode("utf-8"))  # str: skips json's encoding detection
         except (ValueError, UnicodeDecodeError):
             payload = _NOT_JSON
     is_json = payload is not _NOT_JSON

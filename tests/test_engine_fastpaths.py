@@ -5,6 +5,7 @@ bytes ``json.dumps(build_*_body(...), ensure_ascii=False)`` gives, for every pro
 """
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -60,3 +61,76 @@ def test_many_per_row_models_fall_back_to_the_generic_path():
         expected = json.dumps(build_chat_body(spec, "t", model), ensure_ascii=False).encode()
         assert templates.encode("t", model) == expected
     assert len(templates._templates) == _BodyTemplates._MAX_MODELS
+
+
+# --- run_batch's worker pool ---------------------------------------------------------------------
+
+def test_worker_pool_hands_a_backing_off_rows_slot_to_the_next_rows():
+    """max_concurrency=1: while the first row waits to retry, the other rows must still run."""
+    from flink_llm_udf.engine import EngineSettings, LLMEngine
+    from flink_llm_udf.simulator import SimulatorThread, expected_chat_reply
+
+    class OthersDone:
+        def __init__(self) -> None:
+            self.event, self.ok = asyncio.Event(), 0
+
+        def request_done(self, latency_s: float, ok: bool) -> None:
+            pass
+
+        def retry(self) -> None:
+            pass
+
+        def row_done(self, result) -> None:
+            self.ok += result.ok
+            if self.ok >= 3:
+                self.event.set()
+
+    inputs = ["[sim:fail=1,status=503] flaky", "a", "b", "c"]
+    with SimulatorThread(latency_ms=5) as sim:
+        async def main():
+            observer = OthersDone()
+
+            async def sleep(seconds: float) -> None:
+                await asyncio.wait_for(observer.event.wait(), 10)  # times out if the slot idles
+
+            engine = LLMEngine(OpenAICompatProvider(endpoint=sim.base_url, model="m1"), EngineSettings(max_concurrency=1),
+                               observer=observer, environ={}, sleep=sleep)
+            try:
+                return await engine.run_batch(inputs)
+            finally:
+                await engine.aclose()
+
+        results = asyncio.run(main())
+        stats = sim.stats()
+    assert [r.value for r in results] == [expected_chat_reply([{"role": "user", "content": t}]) for t in inputs]
+    assert results[0].attempts == 2
+    assert stats["max_in_flight"] == 1
+
+
+@pytest.mark.parametrize("rows,concurrency", [(0, 4), (1, 4), (3, 8), (50, 4)])
+def test_worker_pool_returns_every_row_in_order(rows: int, concurrency: int):
+    from flink_llm_udf import run_batch
+    from flink_llm_udf.simulator import SimulatorThread, expected_chat_reply
+
+    inputs = [None if i % 7 == 3 else f"row {i}" for i in range(rows)]
+    with SimulatorThread(latency_ms=1) as sim:
+        results = run_batch(OpenAICompatProvider(endpoint=sim.base_url, model="m1"), inputs, max_concurrency=concurrency)
+    assert [r.value for r in results] == [None if t is None else expected_chat_reply([{"role": "user", "content": t}]) for t in inputs]
+
+
+# --- the loop thread's event loop -----------------------------------------------------------------
+
+@pytest.mark.parametrize("setting,expected", [(None, "uvloop"), ("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_loop_thread_uses_uvloop_unless_asked_not_to(monkeypatch, setting, expected):
+    pytest.importorskip("uvloop")
+    from flink_llm_udf.runner import EVENT_LOOP_ENV, new_event_loop
+
+    if setting is None:
+        monkeypatch.delenv(EVENT_LOOP_ENV, raising=False)
+    else:
+        monkeypatch.setenv(EVENT_LOOP_ENV, setting)
+    loop = new_event_loop()
+    try:
+        assert type(loop).__module__.split(".")[0] == expected
+    finally:
+        loop.close()
