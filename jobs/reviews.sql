@@ -25,8 +25,8 @@ SET 'pipeline.global-job-parameters' = 'ai.endpoint:"http://127.0.0.1:8000/v1",a
 --   SET 'ai.model' = 'gpt-4o-mini';
 
 -- recommended_settings(max_concurrency=64) from flink_llm_udf.flink
-SET 'python.fn-execution.arrow.batch.size' = '2560';
-SET 'python.fn-execution.bundle.size' = '10240';
+SET 'python.fn-execution.arrow.batch.size' = '6400';
+SET 'python.fn-execution.bundle.size' = '12800';
 SET 'python.fn-execution.bundle.time' = '1000';
 SET 'table.exec.async-scalar.max-concurrent-operations' = '1024';
 SET 'table.exec.async-scalar.buffer-capacity' = '1024';

@@ -121,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     from .plot import plot
 
     flink_conf = _conf_pairs(args.flink_conf)
+    from .child import per_concurrency
+
+    batch_override = flink_conf.get("python.fn-execution.arrow.batch.size")
     cases = build_plan(quick=args.quick, latency_ms=args.latency_ms, concurrencies=args.concurrency,
-                       entries=args.entries)
+                       entries=args.entries,
+                       batch_size=None if batch_override is None
+                       else (lambda c: int(per_concurrency(batch_override, c))))
     if args.only:
         wanted = [w for w in args.only.split(",") if w]
         cases = [c for c in cases if any(w in c.name for w in wanted)]

@@ -6,6 +6,8 @@ chosen so a case spends roughly ``target_s`` seconds in steady state at the phys
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dataclasses import asdict, dataclass, replace
 
 # Entry points, in the order they are run and reported.
@@ -54,9 +56,29 @@ def rows_for(concurrency: int, latency_ms: float, *, target_s: float, minimum: i
     return int(max(minimum, min(maximum, round(limit * target_s, -2))))
 
 
+#: Arrow batches a Pandas UDF case spans: the steady window (10-90 % of the requests) must hold
+#: several batch ends, each of which waits for the batch's slowest row; with fewer rows than
+#: one batch the window would see no batch end at all and overstate throughput.
+PANDAS_BATCHES = 6
+PANDAS_BATCHES_QUICK = 2
+
+
+def pandas_rows(rows: int, concurrency: int, quick: bool,
+                batch_size: Callable[[int], int] | None = None) -> int:
+    """Rows for a Pandas UDF case: at least ``PANDAS_BATCHES`` Arrow batches.
+
+    ``batch_size(C)`` is the Arrow batch size the case runs with (default: the shipped one).
+    """
+    from ..flink.settings import pandas_batch_size
+
+    batches = PANDAS_BATCHES_QUICK if quick else PANDAS_BATCHES
+    return max(rows, batches * (batch_size or pandas_batch_size)(concurrency))
+
+
 def build_plan(*, quick: bool, latency_ms: float = 100.0,
                concurrencies: tuple[int, ...] | None = None,
-               entries: tuple[str, ...] | None = None) -> list[Case]:
+               entries: tuple[str, ...] | None = None,
+               batch_size: Callable[[int], int] | None = None) -> list[Case]:
     """The cases of a full run (C = 16, 64, 256) or a ``quick`` one (C = 64, fewer rows).
 
     Every entry point appears at least once in both. The baseline runs once (it has no
@@ -75,7 +97,8 @@ def build_plan(*, quick: bool, latency_ms: float = 100.0,
     for c in levels:
         rows = rows_for(c, latency_ms, target_s=target_s, minimum=minimum)
         for entry in (PANDAS, DS_UNORDERED, DS_ORDERED, SQL_ASYNC, ENGINE):
-            add(Case(f"{entry}-c{c}", THROUGHPUT, entry, concurrency=c, rows=rows))
+            add(Case(f"{entry}-c{c}", THROUGHPUT, entry, concurrency=c,
+                     rows=pandas_rows(rows, c, quick, batch_size) if entry == PANDAS else rows))
 
     mid = 64 if 64 in levels else levels[len(levels) // 2]
     # Embeddings with and without multi-row requests: the engine both ways; the Pandas UDF (the
@@ -93,7 +116,8 @@ def build_plan(*, quick: bool, latency_ms: float = 100.0,
         for c in tuple(x for x in levels if x >= 64) or (mid,):
             rows = rows_for(c, latency_ms, target_s=target_s, minimum=minimum)
             for entry in (PANDAS, DS_UNORDERED, DS_ORDERED, SQL_ASYNC):
-                add(Case(f"{entry}-tail-c{c}", THROUGHPUT, entry, concurrency=c, rows=rows,
+                add(Case(f"{entry}-tail-c{c}", THROUGHPUT, entry, concurrency=c,
+                         rows=pandas_rows(rows, c, quick, batch_size) if entry == PANDAS else rows,
                          tail_fraction=0.01))
 
     # End-to-end latency at a low input rate (a rate-limited datagen source, collected).
