@@ -655,8 +655,13 @@ def test_unparsable_keep_alive_header_keeps_the_default(serve):
     assert server.connections == 1
 
 
-def test_bytes_past_content_length_drop_the_connection(serve):
-    server = serve(replying(ok(b"ok") + b"EXTRA BYTES"))
+@pytest.mark.parametrize("reply", [
+    ok(b"ok") + b"EXTRA BYTES",
+    # the same rule for chunked bodies: bytes after the last chunk belong to no request
+    chunked(b"ok") + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale",
+], ids=["content-length", "chunked"])
+def test_bytes_past_the_reply_drop_the_connection(serve, reply):
+    server = serve(replying(reply))
     replies = posts(server.url(), 2)
     assert [body for _, _, body in replies] == [b"ok", b"ok"]
     assert server.connections == 2
@@ -673,14 +678,6 @@ def test_unsolicited_bytes_on_an_idle_connection_drop_it(serve):
     server = serve(first_then(script, replying(ok(b"new"))))
     replies = posts(server.url(), 2, pause=0.1)
     assert [body for _, _, body in replies] == [b"ok", b"new"]
-    assert server.connections == 2
-
-
-def test_bytes_past_the_chunked_end_drop_the_connection(serve):
-    # Same rule as for Content-Length: bytes after the last chunk belong to no request.
-    server = serve(replying(chunked(b"ok") + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"))
-    replies = posts(server.url(), 2)
-    assert [body for _, _, body in replies] == [b"ok", b"ok"]
     assert server.connections == 2
 
 
