@@ -28,6 +28,9 @@ from .transport import HTTP_CLIENTS, HTTPReply, HTTPSession, open_session
 
 logger = logging.getLogger(__name__)
 
+#: What ``json.dumps(text, ensure_ascii=False)`` gives for a str, without a JSONEncoder per call.
+_json_string = json.encoder.encode_basestring
+
 Sleep = Callable[[float], Awaitable[Any]]
 Clock = Callable[[], float]
 
@@ -200,22 +203,25 @@ class LLMEngine:
     async def _send(self, body: bytes, parse: Callable[[Any], tuple[Any, tuple[str, ...]]],
                     on_backoff: Callable[[], None] | None = None) -> RowResult:
         """One row's attempts; ``on_backoff`` is called before each wait for a retry."""
-        policy = self.spec.retry
+        policy, settings, clock = self.spec.retry, self.settings, self._clock
         attempts, status, deadline, started = 0, None, None, None
         error: EndpointError | None = None
-        semaphore = self._get_semaphore()
+        semaphore = self._semaphore or self._get_semaphore()
         while True:
-            async with semaphore:
-                now = self._clock()
+            await semaphore.acquire()  # not `async with`: one coroutine less per request
+            try:
+                now = clock()
                 if deadline is None:
                     started = now
-                    deadline = None if self.settings.row_deadline_s is None else now + self.settings.row_deadline_s
-                remaining = self.settings.request_timeout_s if deadline is None else deadline - now
+                    deadline = None if settings.row_deadline_s is None else now + settings.row_deadline_s
+                remaining = settings.request_timeout_s if deadline is None else deadline - now
                 attempts += 1
                 self.in_flight += 1
+                session = self._session
+                if session is None or session.closed:
+                    session = self._get_session()
                 try:
-                    reply = await self._get_session().post(
-                        body, min(self.settings.request_timeout_s, remaining))
+                    reply = await session.post(body, min(settings.request_timeout_s, remaining))
                     status = reply.status
                     value, choices = _check_reply(reply, parse, self.spec.api_key)
                     error = None
@@ -223,7 +229,9 @@ class LLMEngine:
                     error = exc
                 finally:
                     self.in_flight -= 1
-                self.observer.request_done(self._clock() - now, error is None)
+                self.observer.request_done(clock() - now, error is None)
+            finally:
+                semaphore.release()
             if error is None:
                 return RowResult(value, OK, status=status, attempts=attempts,
                                  usage=parse_usage(reply.payload), choices=choices,
@@ -316,7 +324,8 @@ class _BodyTemplates:
                 template = self._templates[model] = self._template(model)
         if template is None:
             return json.dumps(self.build(self.spec, value, model), ensure_ascii=False).encode("utf-8")
-        return template[0] + json.dumps(value, ensure_ascii=False).encode("utf-8") + template[1]
+        encoded = _json_string(value) if type(value) is str else json.dumps(value, ensure_ascii=False)
+        return template[0] + encoded.encode("utf-8") + template[1]
 
     def _template(self, model: str | None) -> tuple[bytes, bytes] | None:
         whole = json.dumps(self.build(self.spec, self._MARKER, model), ensure_ascii=False)

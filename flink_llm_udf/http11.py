@@ -10,10 +10,10 @@ nothing of proxies or netrc: :mod:`.transport` uses aiohttp when the environment
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
-import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +25,9 @@ from .errors import EndpointConnectionError, EndpointTimeoutError, InvalidOption
 IDLE_REUSE_S = 4.0
 MAX_HEAD_BYTES = 64 * 1024
 _DIGITS = "0123456789"
+_MALFORMED_LINE = re.compile(rb"(?:\A|\r\n)[^:\r\n]*(?=\r\n|\Z)")  # a header line without ':'
+_FRAMING_FIELD = re.compile(  # in a lower-cased head
+    rb"(?:\A|\r\n)(content-length|transfer-encoding|connection|content-encoding|keep-alive)[ \t]*:([^\r\n]*)")
 _HEX_DIGITS = "0123456789abcdefABCDEF"
 
 
@@ -188,17 +191,19 @@ class _Connection(asyncio.Protocol):
         status = int(code)
         if 100 <= status < 200:
             return False
-        if rest and any(b":" not in line for line in rest.split(b"\r\n")):
-            bad = next(line for line in rest.split(b"\r\n") if b":" not in line)
-            raise _ProtocolError(f"malformed header line: {bad[:80]!r}")
-        block = b"\r\n" + rest.lower()  # framing fields are read here; the rest only on demand
+        if rest and (bad := _MALFORMED_LINE.search(rest)) is not None:
+            raise _ProtocolError(f"malformed header line: {bad.group().strip()[:80]!r}")
         self._status, self._headers = status, ResponseHeaders(rest)
-        self._encoding = _field(block, b"content-encoding")
-        self.keep_alive_field = _field(block, b"keep-alive")
-        connection = _field(block, b"connection") or ""
+        framing: dict[bytes, str] = {}  # the headers that frame the reply; the rest only on demand
+        for match in _FRAMING_FIELD.finditer(rest.lower()):
+            name, value = match.group(1), match.group(2).strip().decode("latin-1")
+            framing[name] = f"{framing[name]}, {value}" if name in framing else value
+        self._encoding = framing.get(b"content-encoding")
+        self.keep_alive_field = framing.get(b"keep-alive")
+        connection = framing.get(b"connection", "")
         self._keep_alive = "close" not in connection and (version != b"HTTP/1.0" or "keep-alive" in connection)
-        length = _field(block, b"content-length")
-        if "chunked" in (_field(block, b"transfer-encoding") or ""):
+        length = framing.get(b"content-length")
+        if "chunked" in framing.get(b"transfer-encoding", ""):
             self._framing = "chunked"
         elif length is not None:
             try:
@@ -268,7 +273,9 @@ class ConnectionPool:
     """
 
     def __init__(self, url: str, headers: tuple[tuple[str, str], ...], *,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 reply: Callable[[int, ResponseHeaders, bytes], Any] | None = None) -> None:
+        """``reply(status, headers, body)`` makes what ``post`` returns (default: that tuple)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidOptionError(f"endpoint URL must be http(s)://host/...: {parts.scheme}://{parts.hostname}")
@@ -280,15 +287,16 @@ class ConnectionPool:
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
         self._idle_reuse_s = IDLE_REUSE_S
+        self._reply = reply
         self.closed = False
 
-    async def post(self, body: bytes, timeout_s: float) -> tuple[int, ResponseHeaders, bytes]:
-        """POST ``body`` and return ``(status, headers, body)`` within ``timeout_s`` seconds."""
+    async def post(self, body: bytes, timeout_s: float) -> Any:
+        """POST ``body``; ``(status, headers, body)`` (or what ``reply`` makes) within ``timeout_s`` s."""
         if self.closed:
             raise EndpointConnectionError("connection error: the HTTP client is closed", retryable=False)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        connection = self._checkout()
+        connection = self._checkout(loop.time())
         try:
             if connection is None:
                 connection = await self._connect(timeout_s)
@@ -306,14 +314,15 @@ class ConnectionPool:
             raise _translated(exc, timeout_s) from None
         self._busy.discard(connection)
         if keep_alive and not connection.closed and not self.closed:
-            connection.idle_deadline = time.monotonic() + _idle_reuse(connection.keep_alive_field, self._idle_reuse_s)
+            hint = connection.keep_alive_field
+            connection.idle_deadline = loop.time() + (
+                self._idle_reuse_s if hint is None else _idle_reuse(hint, self._idle_reuse_s))
             self._idle.append(connection)
         else:
             connection.close()
-        return status, headers, raw
+        return (status, headers, raw) if self._reply is None else self._reply(status, headers, raw)
 
-    def _checkout(self) -> _Connection | None:
-        now = time.monotonic()
+    def _checkout(self, now: float) -> _Connection | None:
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the least likely to be stale
             if not connection.closed and now < connection.idle_deadline:
@@ -376,16 +385,6 @@ def _request_head(parts: Any, host: str, port: int, tls: bool,
         return head.encode("latin-1")
     except UnicodeEncodeError:
         return head.encode("utf-8")
-
-
-def _field(block: bytes, name: bytes) -> str | None:
-    """A header's value in a lower-cased head that starts with CRLF; repeats joined; None if absent."""
-    values, start, needle = [], 0, b"\r\n" + name + b":"
-    while (found := block.find(needle, start)) >= 0:
-        start = found + len(needle)
-        end = block.find(b"\r\n", start)
-        values.append(block[start:end if end >= 0 else len(block)].strip().decode("latin-1"))
-    return ", ".join(values) if values else None
 
 
 def _number(text: str, base: int) -> int:
