@@ -32,9 +32,15 @@ class Handler:
             self.done.setdefault(error.args[0], []).append("error")
 
 
+def _unpatched():
+    """PyFlink's own run_async (earlier Flink tests in this process may have patched the class)."""
+    method = operation.AsyncFunctionRunner.run_async
+    return getattr(method, "__wrapped__", method)
+
+
 @pytest.fixture
 def patched(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(operation.AsyncFunctionRunner, "run_async", operation.AsyncFunctionRunner.run_async)
+    monkeypatch.setattr(operation.AsyncFunctionRunner, "run_async", _unpatched())
     monkeypatch.delenv("FLINK_LLM_BATCHED_ASYNC_SUBMIT", raising=False)
     assert install_batched_submit() is True
     yield
@@ -52,7 +58,7 @@ def runner():
 
 
 def test_install_is_idempotent_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = operation.AsyncFunctionRunner.run_async
+    original = _unpatched()
     monkeypatch.setattr(operation.AsyncFunctionRunner, "run_async", original)
     monkeypatch.setenv("FLINK_LLM_BATCHED_ASYNC_SUBMIT", "off")
     assert install_batched_submit() is False

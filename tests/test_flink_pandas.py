@@ -93,7 +93,7 @@ def test_register_functions_sizes_flink_from_the_max_concurrency_job_parameter(f
     register_functions(t_env)
     config = t_env.get_config()
     assert config.get("table.exec.async-scalar.max-concurrent-operations", None) == str(16 * 48)
-    assert config.get("python.fn-execution.arrow.batch.size", None) == str(40 * 48)
+    assert config.get("python.fn-execution.arrow.batch.size", None) == str(100 * 48)  # ROWS_PER_SLOT x C
 
     explicit = table_env(1, {"ai.max-concurrency": 48})
     register_functions(explicit, settings=EngineSettings(max_concurrency=8))  # explicit wins
