@@ -64,6 +64,8 @@ def case_record(case: Case, run: ChildRun, sim_stats: dict[str, Any], latency_ms
             return record
     elif case.kind == ENGINE_CPU:
         record.update(cpu_us_per_row=_round(1e6 * done["run_batch_cpu_s"] / case.rows, 1),
+                      cpu_us_per_row_runs=[_round(1e6 * c / case.rows, 1)
+                                           for c in done.get("run_batch_cpu_s_all", [])],
                       rows_per_s=_round(case.rows / done["run_batch_wall_s"], 1))
     record["ok"] = True
     return record
@@ -148,7 +150,10 @@ def progress_line(index: int, total: int, record: dict[str, Any]) -> str:
         return (f"{head} p50 {record['p50_ms']:.0f} ms, p90 {record['p90_ms']:.0f} ms at "
                 f"{record['rows_per_second']:g} rows/s ({load})")
     if record["kind"] == ENGINE_CPU:
-        return f"{head} {record['cpu_us_per_row']:.1f} us CPU/row, {record['rows_per_s']:.0f} rows/s ({load})"
+        runs = record.get("cpu_us_per_row_runs") or []
+        spread = f" (median of {', '.join(f'{r:.1f}' for r in runs)})" if len(runs) > 1 else ""
+        return (f"{head} {record['cpu_us_per_row']:.1f} us CPU/row{spread}, "
+                f"{record['rows_per_s']:.0f} rows/s ({load})")
     cpu = record["cpu_us_per_row"]
     return (f"{head} {record['rows_per_s']:8.1f} rows/s = {record['ratio_to_limit']:.2f} of limit "
             f"{record['limit_rows_per_s']:.0f}; start-up {record['startup_s']} s; "
