@@ -394,6 +394,7 @@ class StandaloneCluster:
         for pids in (self.taskmanager_pids(), self.jobmanager_pids()):
             _terminate(pids, deadline)
         _terminate(self.flink_processes(), deadline)  # anything started outside the PID files
+        _terminate(self.python_workers(), deadline)  # workers a killed TaskManager left behind
         for pid_file in self.pid_dir.glob("*.pid"):
             pid_file.unlink()
         left = self.flink_processes()
@@ -412,9 +413,31 @@ class StandaloneCluster:
             pid = pids[-1]
         elif pid not in pids:
             raise ClusterError(f"{pid} is not a TaskManager of this cluster (running: {pids})")
+        workers = [worker for worker in self.python_workers() if _is_descendant(worker, pid)]
         os.kill(pid, signal.SIGKILL)
         _wait_gone([pid], time.monotonic() + 10.0)
+        # A TaskManager's Python UDF workers outlive a SIGKILL (re-parented, waiting forever).
+        _terminate(workers, time.monotonic() + 5.0)
         return pid
+
+    def python_workers(self) -> list[int]:
+        """PIDs of the Python UDF worker processes this cluster's TaskManagers started.
+
+        Flink starts them through ``pyflink-udf-runner.sh`` with the TaskManager's environment
+        (our ``FLINK_CONF_DIR``) plus ``BOOT_LOG_DIR``; the runner, its Python and its ``tee``.
+        """
+        conf = f"FLINK_CONF_DIR={self.conf_dir}\0".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = b"\0" + (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if b"\0" + conf in environ and b"\0BOOT_LOG_DIR=" in environ:
+                found.append(int(entry.name))
+        return sorted(found)
 
     def __enter__(self) -> StandaloneCluster:
         self.start()
@@ -714,6 +737,21 @@ def _wait_gone(pids: Iterable[int], deadline: float) -> list[int]:
         time.sleep(0.1)
         left = [pid for pid in left if _alive(pid)]
     return left
+
+
+def _is_descendant(pid: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is ``pid``'s parent, grandparent, ... (read from /proc)."""
+    seen = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rpartition(")")[2].split()[1])  # the field after the state: the parent PID
+        if pid == ancestor:
+            return True
+    return False
 
 
 def _terminate(pids: Sequence[int], deadline: float) -> None:

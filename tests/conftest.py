@@ -46,9 +46,9 @@ def standalone_cluster(
         try:
             cluster.stop()
         finally:
-            left = cluster.flink_processes()
+            left = cluster.flink_processes() + cluster.python_workers()
         print(f"\n[cluster] stopped in {time.monotonic() - began:.1f} s")
-        assert left == [], f"Flink processes still alive after stop: {left}"
+        assert left == [], f"Flink processes or Python workers still alive after stop: {left}"
         assert all(_gone(pid) for pid in pids), pids
         assert not list(cluster.pid_dir.glob("*.pid"))
 

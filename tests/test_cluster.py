@@ -6,6 +6,7 @@ test_cluster_e2e.py; its teardown checks that stopping it leaves no Flink proces
 from __future__ import annotations
 
 import os
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +16,7 @@ from cluster_fixtures import OPENAI_VARIABLES, TESTS_DIR, read_csv_sink
 from cluster_udfs import WORDS
 
 from flink_llm_udf import sql_runner
-from flink_llm_udf.cluster import StandaloneCluster
+from flink_llm_udf.cluster import StandaloneCluster, _is_descendant
 
 pytestmark = pytest.mark.cluster
 
@@ -98,8 +99,39 @@ def test_prometheus_serves_flink_metrics(standalone_cluster: StandaloneCluster) 
 def test_killed_taskmanager_is_replaced(standalone_cluster: StandaloneCluster) -> None:
     victim = standalone_cluster.kill_taskmanager()
     assert victim not in standalone_cluster.taskmanager_pids()
+    # its Python UDF workers went with it: every worker left belongs to a live TaskManager
+    for worker in standalone_cluster.python_workers():
+        assert any(_is_descendant(worker, tm) for tm in standalone_cluster.taskmanager_pids()), worker
     began = time.monotonic()
     replacement = standalone_cluster.start_taskmanager()
     assert replacement in standalone_cluster.taskmanager_pids()
     assert len(standalone_cluster.taskmanager_pids()) == 2
     print(f"replacement TaskManager registered in {time.monotonic() - began:.1f} s")
+
+
+def test_python_workers_are_found_by_environment_and_ancestry(tmp_path: Path) -> None:
+    """A stand-in for Flink's UDF runner (a shell and its child) with the cluster's environment."""
+    import subprocess
+
+    cluster = StandaloneCluster(tmp_path / "cluster")
+    env = dict(os.environ, FLINK_CONF_DIR=str(cluster.conf_dir), BOOT_LOG_DIR=str(tmp_path))
+    runner = subprocess.Popen(["bash", "-c", "sleep 30 & wait"], env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while len(cluster.python_workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = cluster.python_workers()
+        assert runner.pid in workers and len(workers) == 2, workers
+        child = next(pid for pid in workers if pid != runner.pid)
+        assert _is_descendant(child, runner.pid) and _is_descendant(child, os.getpid())
+        assert not _is_descendant(runner.pid, child)
+        other = StandaloneCluster(tmp_path / "other")  # another cluster's conf dir: not ours
+        assert other.python_workers() == []
+    finally:
+        for pid in cluster.python_workers():  # the shell and its sleep
+            os.kill(pid, signal.SIGKILL)
+        runner.wait(10)
+        deadline = time.monotonic() + 10
+        while cluster.python_workers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cluster.python_workers() == []
