@@ -81,13 +81,13 @@ _TERMINAL_JOB_STATES = frozenset({"FINISHED", "FAILED", "CANCELED", "SUSPENDED"}
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 
 
+#: Secrets that must not reach a Flink daemon's environment, which Flink logs.
+SECRET_VARIABLES = ("OPENAI_API_KEY",)
+
 #: Variables a local PyFlink run (mini-cluster, loopback worker) leaves in ``os.environ``.
 #: Inherited by ``flink run``, PYTHON_LOOPBACK_SERVER_ADDRESS makes the *cluster's* Python
 #: workers call back into that local process -- UDFs then silently run there -- so every
 #: subprocess started here gets an environment without them.
-#: Secrets that must not reach a Flink daemon's environment, which Flink logs.
-SECRET_VARIABLES = ("OPENAI_API_KEY",)
-
 PYFLINK_PROCESS_VARIABLES = frozenset(
     {
         "PYTHON_LOOPBACK_SERVER_ADDRESS",
@@ -426,18 +426,14 @@ class StandaloneCluster:
         Flink starts them through ``pyflink-udf-runner.sh`` with the TaskManager's environment
         (our ``FLINK_CONF_DIR``) plus ``BOOT_LOG_DIR``; the runner, its Python and its ``tee``.
         """
-        conf = f"FLINK_CONF_DIR={self.conf_dir}\0".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                environ = b"\0" + (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if b"\0" + conf in environ and b"\0BOOT_LOG_DIR=" in environ:
-                found.append(int(entry.name))
-        return sorted(found)
+        conf = f"\0FLINK_CONF_DIR={self.conf_dir}\0".encode()
+
+        def started_by_our_taskmanager(environ: bytes) -> bool:
+            environ = b"\0" + environ  # every variable now starts with NUL
+            return conf in environ and b"\0BOOT_LOG_DIR=" in environ
+
+        return [pid for pid, environ in _proc_files("environ")
+                if pid != os.getpid() and started_by_our_taskmanager(environ)]
 
     def __enter__(self) -> StandaloneCluster:
         self.start()
@@ -473,18 +469,9 @@ class StandaloneCluster:
         A daemon's PID is recorded while it is still the forked ``flink-daemon.sh`` shell that is
         about to exec java; such a process counts too.
         """
-        marker = f"--configDir\0{self.conf_dir}\0"
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmdline and ("org.apache.flink" in cmdline or "flink-daemon.sh" in cmdline):
-                found.append(int(entry.name))
-        return sorted(found)
+        marker = f"--configDir\0{self.conf_dir}\0".encode()
+        return [pid for pid, cmdline in _proc_files("cmdline")
+                if marker in cmdline and (b"org.apache.flink" in cmdline or b"flink-daemon.sh" in cmdline)]
 
     def log_files(self) -> list[Path]:
         """The cluster's log files (``*.log`` and ``*.out`` of every process, client logs too)."""
@@ -716,6 +703,26 @@ def _listening_ports(pid: int) -> set[int]:
     return ports
 
 
+def _proc_files(name: str) -> list[tuple[int, bytes]]:
+    """``(pid, /proc/<pid>/<name>)`` of every process readable now, by PID."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((int(entry.name), (entry / name).read_bytes()))
+            except OSError:
+                continue  # gone, or not ours to read
+    return sorted(found)
+
+
+def _stat_after_name(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent PID, ...)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -724,11 +731,8 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie (our own dead child not yet reaped) is gone for our purposes.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    fields = _stat_after_name(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def _wait_gone(pids: Iterable[int], deadline: float) -> list[int]:
@@ -744,11 +748,10 @@ def _is_descendant(pid: int, ancestor: int) -> bool:
     seen = set()
     while pid > 1 and pid not in seen:
         seen.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+        fields = _stat_after_name(pid)
+        if fields is None:
             return False
-        pid = int(stat.rpartition(")")[2].split()[1])  # the field after the state: the parent PID
+        pid = int(fields[1])  # the parent PID
         if pid == ancestor:
             return True
     return False

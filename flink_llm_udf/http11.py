@@ -295,8 +295,9 @@ class ConnectionPool:
         if self.closed:
             raise EndpointConnectionError("connection error: the HTTP client is closed", retryable=False)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        connection = self._checkout(loop.time())
+        now = loop.time()
+        deadline = now + timeout_s
+        connection = self._checkout(now)
         try:
             if connection is None:
                 connection = await self._connect(timeout_s)
@@ -314,9 +315,8 @@ class ConnectionPool:
             raise _translated(exc, timeout_s) from None
         self._busy.discard(connection)
         if keep_alive and not connection.closed and not self.closed:
-            hint = connection.keep_alive_field
-            connection.idle_deadline = loop.time() + (
-                self._idle_reuse_s if hint is None else _idle_reuse(hint, self._idle_reuse_s))
+            connection.idle_deadline = loop.time() + _idle_reuse(connection.keep_alive_field,
+                                                                 self._idle_reuse_s)
             self._idle.append(connection)
         else:
             connection.close()
@@ -408,17 +408,20 @@ def _idle_reuse(keep_alive: str | None, default: float) -> float:
     return default
 
 
+def _timeout_error(timeout_s: float) -> EndpointTimeoutError:
+    return EndpointTimeoutError(f"no complete response within {timeout_s:g} s", retryable=True)
+
+
 def _expire(waiter: asyncio.Future, timeout_s: float) -> None:
     if not waiter.done():
-        waiter.set_exception(EndpointTimeoutError(f"no complete response within {timeout_s:g} s",
-                                                  retryable=True))
+        waiter.set_exception(_timeout_error(timeout_s))
 
 
 def _translated(exc: BaseException, timeout_s: float) -> BaseException:
     if isinstance(exc, (EndpointConnectionError, EndpointTimeoutError)):
         return exc
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return EndpointTimeoutError(f"no complete response within {timeout_s:g} s", retryable=True)
+        return _timeout_error(timeout_s)
     if isinstance(exc, _ProtocolError):
         return EndpointConnectionError(f"connection error: {exc}", retryable=True)
     if isinstance(exc, ssl.SSLError):

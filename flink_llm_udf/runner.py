@@ -7,7 +7,6 @@ session (and its warm connections) alive across batches.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import threading
 from collections.abc import Coroutine, Sequence
@@ -19,7 +18,6 @@ from .providers import OpenAICompatProvider
 from .results import RowResult
 
 T = TypeVar("T")
-logger = logging.getLogger(__name__)
 
 #: ``FLINK_LLM_EVENT_LOOP``: "auto" (uvloop when installed, else asyncio) or "asyncio".
 EVENT_LOOP_ENV = "FLINK_LLM_EVENT_LOOP"

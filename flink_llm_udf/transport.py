@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
 from yarl import URL
 
-from .errors import EndpointConnectionError, EndpointTimeoutError, InvalidOptionError
+from .errors import EndpointConnectionError, EndpointTimeoutError
 from .http11 import ConnectionPool
 
 _NOT_JSON = object()
@@ -106,9 +106,9 @@ class AiohttpSession(HTTPSession):
 def open_session(url: str, headers: tuple[tuple[str, str], ...], max_connections: int, *,
                  client: str = "auto") -> HTTPSession:
     """The session for ``url``: the built-in client, or aiohttp when asked or when the
-    environment has a proxy or netrc credentials for it. Call inside the running loop."""
-    if client not in HTTP_CLIENTS:
-        raise InvalidOptionError(f"http_client={client!r} is not allowed: must be one of {HTTP_CLIENTS}")
+    environment has a proxy or netrc credentials for it. Call inside the running loop.
+
+    ``client`` is one of ``HTTP_CLIENTS``, as ``EngineSettings`` validated it."""
     sends_authorization = any(name.lower() == "authorization" for name, _ in headers)
     options = env_request_options(url, sends_authorization=sends_authorization)
     if client == "aiohttp" or options:

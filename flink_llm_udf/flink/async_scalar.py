@@ -16,8 +16,8 @@ from ..engine import EngineSettings, LLMEngine
 from ..errors import RowFailedError
 from ..providers import TASK_EMBEDDINGS, OpenAICompatProvider
 from ..results import FAILED
-from .context import PicklesWithoutEngine, resolve_configuration
 from .async_submit import install_batched_submit
+from .context import PicklesWithoutEngine, resolve_configuration
 from .flink39532 import install_row_copy_workaround
 from .metrics import FlinkMetrics
 
