@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import shutil
 import socket
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from flink_llm_udf.config import job_parameters_value
-from flink_llm_udf.simulator import SimulatorConfig, SimulatorProcess, expected_chat_reply
+from flink_llm_udf.simulator import SimulatorConfig, SimulatorProcess, expected_chat_reply, expected_embedding
 
 SIM_LATENCY_MS = 10
 
@@ -106,6 +107,22 @@ def is_failure_text(text: str | None) -> bool:
 def answer(text: str, **options: Any) -> str:
     """The simulator's reply to a row (system prompts do not change it)."""
     return expected_chat_reply([{"role": "user", "content": text}], **options)
+
+
+def assert_table_rows(rows: list[dict[str, Any]], reviews: dict[int, str | None]) -> None:
+    """Rows of the sample table job: one per review; sentiment and embedding are the
+    simulator's answers to that review's own text."""
+    assert collections.Counter(row["id"] for row in rows) == collections.Counter(list(reviews))
+    for row in rows:
+        text = reviews[row["id"]]
+        assert row["review"] == text, row
+        if text is None:
+            assert row["sentiment"] is None and row["embedding"] is None, row
+            continue
+        assert row["sentiment"] == answer(text), row
+        expected = expected_embedding(text)
+        assert len(row["embedding"]) == len(expected), row
+        assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(row["embedding"], expected)), row
 
 
 # --- Flink environments and jobs --------------------------------------------------------------

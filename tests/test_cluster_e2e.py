@@ -21,7 +21,6 @@ Timings and observations are printed (``pytest -s``).
 from __future__ import annotations
 
 import json
-import math
 import re
 import subprocess
 import sys
@@ -37,10 +36,11 @@ import pytest
 from cluster_fixtures import (JOBS_DIR, OPENAI_VARIABLES, REPO_ROOT, KeyFile, descendants,
                               job_taskmanagers, make_key_file, process_texts, read_json_sink,
                               subprocess_environ, taskmanager_pid)
+from flink_support import answer, assert_table_rows
 
 from flink_llm_udf.cluster import StandaloneCluster, SubmitResult
 from flink_llm_udf.metrics import METRIC_NAMES
-from flink_llm_udf.simulator import SimulatorProcess, expected_chat_reply, expected_embedding
+from flink_llm_udf.simulator import SimulatorProcess
 
 if str(JOBS_DIR) not in sys.path:
     sys.path.insert(0, str(JOBS_DIR))
@@ -84,25 +84,6 @@ def bundled_reviews() -> dict[int, str | None]:
     return {row["id"]: row["review"] for row in rows}
 
 
-def chat_reply(text: str) -> str:
-    return expected_chat_reply([{"role": "user", "content": text}])
-
-
-def assert_table_rows(rows: list[dict[str, Any]], reviews: dict[int, str | None]) -> None:
-    """One row per review; sentiment and embedding are the simulator's answers to its own text."""
-    assert Counter(row["id"] for row in rows) == Counter(list(reviews))
-    for row in rows:
-        text = reviews[row["id"]]
-        assert row["review"] == text, row
-        if text is None:
-            assert row["sentiment"] is None and row["embedding"] is None, row
-            continue
-        assert row["sentiment"] == chat_reply(text), row
-        expected = expected_embedding(text)
-        assert len(row["embedding"]) == len(expected), row
-        assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(row["embedding"], expected)), row
-
-
 def assert_key_required(sim: SimulatorProcess) -> None:
     """Control: the simulator rejects a request without the key (401)."""
     request = urllib.request.Request(
@@ -123,6 +104,17 @@ def submit(cluster: StandaloneCluster, what: str, script: Path, args: list[str],
     record_client(what, result)
     result.check()
     assert result.job_id, result.stdout + result.stderr
+    return result
+
+
+def run_sample_job(cluster: StandaloneCluster, sim: SimulatorProcess, what: str, script: str,
+                   out: Path, max_concurrency: int) -> SubmitResult:
+    """``flink run -py jobs/<script>`` against ``sim`` into ``out``; returns once it FINISHED."""
+    sim.reset()
+    result = submit(cluster, what, JOBS_DIR / script,
+                    ["--endpoint", sim.base_url, "--output", str(out),
+                     "--max-concurrency", str(max_concurrency)], timeout=300)
+    assert cluster.wait_for_job(result.job_id, {"FINISHED"}, timeout=60) == "FINISHED"
     return result
 
 
@@ -154,12 +146,9 @@ def test_table_job_with_key_file(
     """``flink run -py jobs/reviews_table_job.py``: the key from OPENAI_API_KEY_FILE of the TMs."""
     assert_key_required(cluster_simulator)
     KEYS["OPENAI_API_KEY_FILE"] = cluster_key
-    cluster_simulator.reset()
     out = tmp_path / "out"
-    result = submit(standalone_cluster, "table job", JOBS_DIR / "reviews_table_job.py",
-                    ["--endpoint", cluster_simulator.base_url, "--output", str(out),
-                     "--max-concurrency", "32"], timeout=300)
-    assert standalone_cluster.wait_for_job(result.job_id, {"FINISHED"}, timeout=60) == "FINISHED"
+    result = run_sample_job(standalone_cluster, cluster_simulator, "table job", "reviews_table_job.py",
+                            out, max_concurrency=32)
     reviews = bundled_reviews()
     assert_table_rows(read_json_sink(out), reviews)
     answered = sum(text is not None for text in reviews.values())
@@ -173,12 +162,9 @@ def test_datastream_job_with_key_file(
     standalone_cluster: StandaloneCluster, cluster_simulator: SimulatorProcess, tmp_path: Path,
 ) -> None:
     """``flink run -py jobs/reviews_datastream_job.py`` (async I/O, FileSink), same key route."""
-    cluster_simulator.reset()
     out = tmp_path / "out"
-    result = submit(standalone_cluster, "datastream job", JOBS_DIR / "reviews_datastream_job.py",
-                    ["--endpoint", cluster_simulator.base_url, "--output", str(out),
-                     "--max-concurrency", "16"], timeout=300)
-    assert standalone_cluster.wait_for_job(result.job_id, {"FINISHED"}, timeout=60) == "FINISHED"
+    result = run_sample_job(standalone_cluster, cluster_simulator, "datastream job",
+                            "reviews_datastream_job.py", out, max_concurrency=16)
     reviews = bundled_reviews()
     records = read_json_sink(out)
     assert Counter(int(record["key"]) for record in records) == Counter(list(reviews))
@@ -188,7 +174,7 @@ def test_datastream_job_with_key_file(
         if text is None:
             assert record["value"] is None and record["attempts"] == 0, record
         else:
-            assert record["value"] == chat_reply(text) and record["status"] == 200, record
+            assert record["value"] == answer(text) and record["status"] == 200, record
     answered = sum(text is not None for text in reviews.values())
     assert cluster_simulator.stats()["by_status"] == {"200": answered}
     print(f"\n[datastream job] {len(records)} records, flink run {result.seconds:.1f} s")
@@ -337,7 +323,7 @@ def test_recovery_after_taskmanager_kill(
     duplicates = {i: n for i, n in ids.items() if n > 1}
     missing = sorted(set(range(1, RECOVERY_ROWS + 1)) - set(ids))
     wrong = [row for row in rows
-             if row["input"] != row_text(int(row["id"])) or row["value"] != chat_reply(row["input"])
+             if row["input"] != row_text(int(row["id"])) or row["value"] != answer(row["input"])
              or row["error"] is not None or row["status"] != 200]
     observed = {
         "job": job_id, "restarts_metric": restarts_metric, "exceptions": len(exceptions),

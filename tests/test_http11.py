@@ -682,12 +682,14 @@ def test_unsolicited_bytes_on_an_idle_connection_drop_it(serve):
 
 
 # === 5. failures ===================================================================================
-def test_server_that_never_answers_times_out_and_the_connection_is_dropped(serve):
-    async def silent(conn: Conn) -> None:
-        await conn.read_request()
-        await conn.wait_client_close(timeout=3.0)
+async def never_answer(conn: Conn) -> None:
+    """Read the request, then hold the connection until the client drops it (at most 3 s)."""
+    await conn.read_request()
+    await conn.wait_client_close(timeout=3.0)
 
-    server = serve(first_then(silent, replying(ok(b"second"))))
+
+def test_server_that_never_answers_times_out_and_the_connection_is_dropped(serve):
+    server = serve(first_then(never_answer, replying(ok(b"second"))))
 
     async def main():
         async with pool_for(server.url()) as pool:
@@ -778,11 +780,7 @@ def test_connection_refused_names_host_and_port():
 
 
 def test_cancellation_propagates_and_the_connection_is_dropped(serve):
-    async def hold(conn: Conn) -> None:
-        await conn.read_request()
-        await conn.wait_client_close(timeout=3.0)
-
-    server = serve(first_then(hold, replying(ok(b"after"))))
+    server = serve(first_then(never_answer, replying(ok(b"after"))))
 
     async def main():
         async with pool_for(server.url()) as pool:
@@ -800,11 +798,7 @@ def test_cancellation_propagates_and_the_connection_is_dropped(serve):
 
 
 def test_closed_pool_refuses_to_post_and_fails_requests_in_flight(serve):
-    async def hold(conn: Conn) -> None:
-        await conn.read_request()
-        await conn.wait_client_close(timeout=3.0)
-
-    server = serve(hold)
+    server = serve(never_answer)
 
     async def main():
         pool = ConnectionPool(server.url(), ())

@@ -7,8 +7,6 @@ machine, so each entry point runs once, on a small input.
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
 import subprocess
 import sys
@@ -16,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flink_support import answer, assert_table_rows
 
 from flink_llm_udf.cluster import clean_environ
-from flink_llm_udf.simulator import (SimulatorProcess, count_words, expected_chat_reply,
-                                     expected_embedding, expected_prompt_tokens)
+from flink_llm_udf.simulator import SimulatorProcess, count_words, expected_prompt_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS_DIR = ROOT / "jobs"
@@ -42,25 +40,6 @@ def read_json_lines(directory: Path) -> list[dict[str, Any]]:
         if part.is_file() and not part.name.startswith((".", "_")):
             rows += [json.loads(line) for line in part.read_text(encoding="utf-8").splitlines() if line]
     return rows
-
-
-def chat_reply(text: str) -> str:
-    return expected_chat_reply([{"role": "user", "content": text}])
-
-
-def assert_table_rows(rows: list[dict[str, Any]], reviews: dict[int, str | None]) -> None:
-    """One row per review; sentiment and embedding are the simulator's answers to its own text."""
-    assert sorted(row["id"] for row in rows) == sorted(reviews)
-    for row in rows:
-        text = reviews[row["id"]]
-        assert row["review"] == text, row
-        if text is None:
-            assert row["sentiment"] is None and row["embedding"] is None, row
-            continue
-        assert row["sentiment"] == chat_reply(text), row
-        expected = expected_embedding(text)
-        assert len(row["embedding"]) == len(expected)
-        assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(row["embedding"], expected)), row
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -124,7 +103,7 @@ def test_datastream_job_rows_and_attempts(simulator: SimulatorProcess, tmp_path:
         if text is None:
             assert record["value"] is None and record["attempts"] == 0, record
             continue
-        reply = chat_reply(text)
+        reply = answer(text)
         assert record["value"] == reply, record
         assert record["status"] == 200 and record["attempts"] >= 1, record
         messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": text}]
