@@ -10,7 +10,6 @@ nothing of proxies or netrc: :mod:`.transport` uses aiohttp when the environment
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -25,9 +24,10 @@ from .errors import EndpointConnectionError, EndpointTimeoutError, InvalidOption
 IDLE_REUSE_S = 4.0
 MAX_HEAD_BYTES = 64 * 1024
 _DIGITS = "0123456789"
-_MALFORMED_LINE = re.compile(rb"(?:\A|\r\n)[^:\r\n]*(?=\r\n|\Z)")  # a header line without ':'
-_FRAMING_FIELD = re.compile(  # in a lower-cased head
-    rb"(?:\A|\r\n)(content-length|transfer-encoding|connection|content-encoding|keep-alive)[ \t]*:([^\r\n]*)")
+#: The reply headers that frame it; the rest are parsed only on demand (``ResponseHeaders``).
+_FRAMING_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection", b"content-encoding",
+                            b"keep-alive"))
+_LONGEST_FRAMING_NAME = max(map(len, _FRAMING_NAMES))
 _HEX_DIGITS = "0123456789abcdefABCDEF"
 
 
@@ -82,6 +82,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.idle_deadline = 0.0
         self._waiter: asyncio.Future | None = None
@@ -99,6 +100,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()  # once: each call costs a getpid() system call
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
@@ -134,7 +136,7 @@ class _Connection(asyncio.Protocol):
     # --- one exchange ----------------------------------------------------------------------
     def send(self, request: bytes) -> asyncio.Future:
         """Write a whole request; the future gets ``(status, headers, body, keep_alive)``."""
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter = self._loop.create_future()  # type: ignore[union-attr]
         self._buffer.clear()
         self._status, self._headers, self._framing, self._keep_alive = 0, None, "", True
         self._chunks, self._chunk_pos = [], 0
@@ -191,13 +193,8 @@ class _Connection(asyncio.Protocol):
         status = int(code)
         if 100 <= status < 200:
             return False
-        if rest and (bad := _MALFORMED_LINE.search(rest)) is not None:
-            raise _ProtocolError(f"malformed header line: {bad.group().strip()[:80]!r}")
         self._status, self._headers = status, ResponseHeaders(rest)
-        framing: dict[bytes, str] = {}  # the headers that frame the reply; the rest only on demand
-        for match in _FRAMING_FIELD.finditer(rest.lower()):
-            name, value = match.group(1), match.group(2).strip().decode("latin-1")
-            framing[name] = f"{framing[name]}, {value}" if name in framing else value
+        framing = _framing_fields(rest)
         self._encoding = framing.get(b"content-encoding")
         self.keep_alive_field = framing.get(b"keep-alive")
         connection = framing.get(b"connection", "")
@@ -288,13 +285,14 @@ class ConnectionPool:
         self._busy: set[_Connection] = set()
         self._idle_reuse_s = IDLE_REUSE_S
         self._reply = reply
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the first post
         self.closed = False
 
     async def post(self, body: bytes, timeout_s: float) -> Any:
         """POST ``body``; ``(status, headers, body)`` (or what ``reply`` makes) within ``timeout_s`` s."""
         if self.closed:
             raise EndpointConnectionError("connection error: the HTTP client is closed", retryable=False)
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self._bind_loop()
         now = loop.time()
         deadline = now + timeout_s
         connection = self._checkout(now)
@@ -321,6 +319,12 @@ class ConnectionPool:
         else:
             connection.close()
         return (status, headers, raw) if self._reply is None else self._reply(status, headers, raw)
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, kept: a pool's connections live on one loop (and asking for the
+        running loop costs a ``getpid()`` system call each time)."""
+        self._loop = asyncio.get_running_loop()
+        return self._loop
 
     def _checkout(self, now: float) -> _Connection | None:
         while self._idle:
@@ -385,6 +389,28 @@ def _request_head(parts: Any, host: str, port: int, tls: bool,
         return head.encode("latin-1")
     except UnicodeEncodeError:
         return head.encode("utf-8")
+
+
+def _framing_fields(rest: bytes) -> dict[bytes, str]:
+    """The framing headers of a head, names and values lower-cased (repeats joined with ", ").
+
+    Raises ``_ProtocolError`` for a line without ':'. One pass of ``split``/``partition``: a
+    regex over the head cost ~8 µs for a 4-header reply and ~40 µs for a hosted API's 25.
+    """
+    framing: dict[bytes, str] = {}
+    if not rest:
+        return framing
+    for line in rest.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if not colon:
+            raise _ProtocolError(f"malformed header line: {line.strip()[:80]!r}")
+        key = name.rstrip(b" \t")
+        if len(key) <= _LONGEST_FRAMING_NAME:  # longer names (most on a hosted API) skip lower()
+            key = key.lower()
+            if key in _FRAMING_NAMES:
+                text = value.strip().lower().decode("latin-1")
+                framing[key] = f"{framing[key]}, {text}" if key in framing else text
+    return framing
 
 
 def _number(text: str, base: int) -> int:

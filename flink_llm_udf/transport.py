@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
 from yarl import URL
 
@@ -121,11 +122,19 @@ def reply_of(status: int, headers: Mapping[str, str], raw: bytes) -> HTTPReply:
     payload: Any = _NOT_JSON
     if raw:
         try:
-            payload = json.loads(raw.decode("utf-8"))  # str: skips json's encoding detection
-        except (ValueError, UnicodeDecodeError):
-            payload = _NOT_JSON
+            payload = orjson.loads(raw)
+        except ValueError:
+            payload = _json_fallback(raw)
     is_json = payload is not _NOT_JSON
     return HTTPReply(status, headers, raw, payload if is_json else None, is_json)
+
+
+def _json_fallback(raw: bytes) -> Any:
+    """What ``json`` accepts and orjson refuses (NaN, Infinity): read as before, not lost."""
+    try:
+        return json.loads(raw.decode("utf-8"))  # str: skips json's encoding detection
+    except (ValueError, UnicodeDecodeError):
+        return _NOT_JSON
 
 
 def new_session(max_connections: int) -> aiohttp.ClientSession:

@@ -423,6 +423,24 @@ def test_content_length_reply(serve):
     assert headers["content-length"] == "12"
 
 
+HOSTED_API_HEADERS = tuple(f"X-Ratelimit-Remaining-Requests-{i}: {i * 1000}" for i in range(20)) + (
+    "X-Original-Content-Length: 999", "Openai-Processing-Ms: 123", "X-Request-Id: req_0123456789")
+
+
+@pytest.mark.parametrize("framing", [
+    "Content-Length: 12", "content-length:12", "CONTENT-LENGTH \t: 12", "Content-Length:   12  "])
+def test_framing_is_read_among_many_headers(serve, framing):
+    # A hosted API sends a couple of dozen headers; only the framing ones decide how the body is
+    # read (a longer name that merely contains one, like X-Original-Content-Length, does not).
+    head = (b"HTTP/1.1 200 OK\r\n" + "\r\n".join((*HOSTED_API_HEADERS, framing)).encode()
+            + b"\r\n\r\n")
+    server = serve(replying(head + b'{"ok": true}'))
+    replies = posts(server.url(), 2)
+    assert [(status, body) for status, _, body in replies] == [(200, b'{"ok": true}')] * 2
+    assert replies[0][1]["x-original-content-length"] == "999"
+    assert server.connections == 1
+
+
 def test_chunked_reply_with_extensions_and_trailers_then_reuse(serve):
     reply = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
              b"5;name=value\r\nhello\r\n"

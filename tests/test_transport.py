@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import socket
 import threading
 
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from flink_llm_udf import OpenAICompatProvider, run_batch
 from flink_llm_udf.simulator import SimulatorThread
-from flink_llm_udf.transport import env_request_options
+from flink_llm_udf.transport import env_request_options, reply_of
 
 PROXY_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
              "no_proxy", "NO_PROXY", "NETRC")
@@ -135,3 +136,23 @@ def test_a_netrc_entry_for_the_api_host_does_not_clash_with_an_api_key(monkeypat
         provider = OpenAICompatProvider(endpoint=sim.base_url, model="m",
                                         api_key="sk-test-netrc-0123456789abcdef")
         assert [r.value for r in run_batch(provider, ["a"])] == ["ANSWER[a]"]
+
+
+@pytest.mark.parametrize(("raw", "is_json", "payload"), [
+    (b'{"a": [1, 2.5, "\xc3\xa9"]}', True, {"a": [1, 2.5, "é"]}),
+    (b'{"a": 1, "a": 2}', True, {"a": 2}),
+    (b"[]", True, []),
+    (b"", False, None),
+    (b"<html>busy</html>", False, None),
+    (b'{"a": 1', False, None),
+    (b'"\xff"', False, None),  # not UTF-8
+], ids=["object", "repeated-key", "array", "empty", "html", "truncated", "not-utf8"])
+def test_reply_body_is_parsed_as_json_when_it_is_json(raw, is_json, payload):
+    reply = reply_of(200, {}, raw)
+    assert (reply.status, reply.raw, reply.is_json, reply.payload) == (200, raw, is_json, payload)
+
+
+def test_nan_and_infinity_in_a_reply_are_read_as_json_reads_them():
+    # orjson refuses these extensions; the fallback keeps what json accepted before.
+    reply = reply_of(200, {}, b'{"score": NaN, "top": Infinity}')
+    assert reply.is_json and math.isnan(reply.payload["score"]) and reply.payload["top"] == math.inf
