@@ -1,8 +1,8 @@
 """The async call engine: bounded concurrency, per-row retries, one ``RowResult`` per input.
 
 One ``LLMEngine`` per Flink worker (or per notebook call). Rows run as coroutines on one event
-loop; a semaphore bounds requests in flight (it is released while a row waits to retry, so a
-backing-off row never idles a slot). Both the batch path (Pandas UDF, ``run_batch``) and the
+loop; request slots bound requests in flight (a row gives its slot back while it waits to retry,
+so a backing-off row never idles a slot). Both the batch path (Pandas UDF, ``run_batch``) and the
 row path (AsyncFunction) go through ``call_row``, so the semantics are the same everywhere.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .protocol import (CallSpec, Usage, build_chat_body, build_embeddings_body, 
 from .providers import TASK_CHAT, OpenAICompatProvider, mask_secret
 from .results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
 from .retry import delay_before_retry, is_retryable_status, parse_retry_after
+from .slots import RequestSlots
 from .tokens import fit_to_context, load_encoding
 from .transport import HTTP_CLIENTS, HTTPReply, HTTPSession, open_session
 
@@ -93,7 +94,7 @@ class LLMEngine:
         self._clock = clock
         self._session: HTTPSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._semaphore: asyncio.Semaphore | None = None
+        self._slots: RequestSlots | None = None
         self._bodies = _BodyTemplates(self.spec)
         self.in_flight = 0
 
@@ -206,9 +207,10 @@ class LLMEngine:
         policy, settings, clock = self.spec.retry, self.settings, self._clock
         attempts, status, deadline, started = 0, None, None, None
         error: EndpointError | None = None
-        semaphore = self._semaphore or self._get_semaphore()
+        slots = self._slots or self._get_slots()
         while True:
-            await semaphore.acquire()  # not `async with`: one coroutine less per request
+            if not slots.take_now():
+                await slots.wait()
             try:
                 now = clock()
                 if deadline is None:
@@ -231,7 +233,7 @@ class LLMEngine:
                     self.in_flight -= 1
                 self.observer.request_done(clock() - now, error is None)
             finally:
-                semaphore.release()
+                slots.give_back()
             if error is None:
                 return RowResult(value, OK, status=status, attempts=attempts,
                                  usage=parse_usage(reply.payload), choices=choices,
@@ -258,10 +260,10 @@ class LLMEngine:
         key = self.spec.api_key
         return text.replace(key, self.spec.masked_key or "***") if key else text
 
-    def _get_semaphore(self) -> asyncio.Semaphore:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
-        return self._semaphore
+    def _get_slots(self) -> RequestSlots:
+        if self._slots is None:
+            self._slots = RequestSlots(self.settings.max_concurrency)
+        return self._slots
 
     def _get_session(self) -> HTTPSession:
         if self._session is None or self._session.closed:
@@ -275,7 +277,7 @@ class LLMEngine:
         if self._session is not None and not self._session.closed:
             await self._session.aclose()
         self._session = None
-        self._semaphore = None
+        self._slots = None
 
     def close_from_outside(self, timeout_s: float = 5.0) -> None:
         """Close from a thread other than the engine's loop (Flink's ``close()``).
@@ -294,7 +296,7 @@ class LLMEngine:
                 pass
         session.abandon()
         self._session = None
-        self._semaphore = None
+        self._slots = None
 
 
 class _BodyTemplates:
@@ -369,7 +371,7 @@ async def _run_on_workers(count: int, row: Callable[[int, Callable[[], None]], A
                           workers: int, deadline_s: float | None) -> list[RowResult | None]:
     """Rows ``0..count-1`` run by at most ``workers`` tasks that take the next row when done.
 
-    Cheaper than a task per row queued on the semaphore (no per-row task, future and wake-up):
+    Cheaper than a task per row queued for a request slot (no per-row task, future and wake-up):
     ~30 µs of CPU per row. A row that waits to retry hands its worker's place to a new worker
     (and its own worker ends with that row), so backoff never idles a slot. The first exception
     cancels the rest and is raised; rows unfinished at ``deadline_s`` are left None.

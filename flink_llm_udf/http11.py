@@ -265,7 +265,7 @@ class _Connection(asyncio.Protocol):
 class ConnectionPool:
     """Keep-alive connections to one origin; ``post`` sends one request and reads its reply.
 
-    The caller bounds concurrency (the engine's semaphore), so the pool never waits for a free
+    The caller bounds concurrency (the engine's request slots), so the pool never waits for a free
     connection: it reuses an idle one or opens another.
     """
 

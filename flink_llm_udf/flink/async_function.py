@@ -138,12 +138,12 @@ def apply_llm(stream, function: LLMAsyncFunction, *, ordered: bool = False,
 
     ``capacity`` defaults to 16 x the engine's ``max_concurrency``: Flink's queue holds rows that
     wait for a request slot, back off before a retry, or (ordered) wait behind a slow row, while
-    the engine's semaphore still bounds requests in flight: the function's settings, else ``ai.max-concurrency``
-    from the environment's job parameters. ``timeout_s`` defaults to 0: no per-record Flink timer
-    (each costs a thread), since the engine already bounds every request and every row's retry
-    budget (``row_deadline_s``), so a slow row ends as an error record under IGNORE. Pass a
-    number to add Flink's own timeout on top; ``LLMAsyncFunction.timeout`` then also yields an
-    error record under IGNORE.
+    the engine's request slots still bound requests in flight: the function's settings, else
+    ``ai.max-concurrency`` from the environment's job parameters. ``timeout_s`` defaults to 0:
+    no per-record Flink timer (each costs a thread), since the engine already bounds every
+    request and every row's retry budget (``row_deadline_s``), so a slow row ends as an error
+    record under IGNORE. Pass a number to add Flink's own timeout on top;
+    ``LLMAsyncFunction.timeout`` then also yields an error record under IGNORE.
     """
     use_this_python_locally(stream.get_execution_environment())
     settings = declared_settings(_job_parameters_of(stream), function._settings, function._prefix)

@@ -1,7 +1,7 @@
 """``ai_complete_async``: an AsyncScalarFunction, so streaming SQL has no batch barrier.
 
 Rows are in flight independently (up to ``table.exec.async-scalar.max-concurrent-operations``);
-the engine's semaphore bounds requests at ``max_concurrency``. Installs the FLINK-39532
+the engine's request slots bound requests at ``max_concurrency``. Installs the FLINK-39532
 workaround on affected PyFlink versions before the first row.
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ ROWS_PER_SLOT = 100
 # a checkpoint waits for the bundle, so no more than two batches.
 BATCHES_PER_BUNDLE = 2
 # Rows in Flink's async queue per request slot: ordered output keeps flowing behind a slow row,
-# while the engine's semaphore still bounds requests at max_concurrency.
+# while the engine's request slots still bound requests at max_concurrency.
 ASYNC_SLOTS_PER_REQUEST = 16
 MIN_BATCH = 1_000
 MAX_BATCH = 30_000
