@@ -7,32 +7,17 @@ session (and its warm connections) alive across batches.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from .engine import EngineSettings, LLMEngine
+from .event_loops import EVENT_LOOP_ENV, new_event_loop  # noqa: F401 - EVENT_LOOP_ENV re-exported
 from .metrics import EngineObserver
 from .providers import OpenAICompatProvider
 from .results import RowResult
 
 T = TypeVar("T")
-
-#: ``FLINK_LLM_EVENT_LOOP``: "auto" (uvloop when installed, else asyncio) or "asyncio".
-EVENT_LOOP_ENV = "FLINK_LLM_EVENT_LOOP"
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A new loop for our own loop thread: uvloop's when available (less CPU per request)."""
-    if os.environ.get(EVENT_LOOP_ENV, "auto").strip().lower() != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 class LoopThread:

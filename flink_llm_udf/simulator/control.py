@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ..errors import FlinkLLMError, InvalidOptionError
+from ..event_loops import new_event_loop
 from .config import API_KEY_ENV, SimulatorConfig, config_to_argv
 from .server import RunningSimulator, SimulatorServer, start_simulator
 
@@ -107,7 +108,7 @@ class SimulatorThread(_Runner):
         if self._thread is not None:
             raise SimulatorError("the simulator thread is already started")
         ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._thread = threading.Thread(
             target=self._run, args=(ready,), name="flink-llm-simulator", daemon=True
         )
