@@ -14,8 +14,8 @@ import zlib
 import pytest
 
 from flink_llm_udf.bench import main
-from flink_llm_udf.bench.plan import (ENGINE_CPU, ENTRY_POINTS, LATENCY, NAIVE, THROUGHPUT,
-                                      build_plan, rows_for)
+from flink_llm_udf.bench.plan import (ENGINE_CPU, ENTRY_POINTS, LATENCY, NAIVE, REPLAY, SIMULATOR,
+                                      THROUGHPUT, build_plan, rows_for)
 from flink_llm_udf.bench.stats import (first_request_time, limit_rows_per_s, percentile, ratio,
                                        steady_window)
 
@@ -81,7 +81,10 @@ def test_every_plan_measures_every_entry_point_once_at_least(quick):
     assert measured == set(ENTRY_POINTS)
     assert len({c.name for c in cases}) == len(cases)
     assert [c.entry for c in cases].count(NAIVE) == 1
-    assert any(c.kind == LATENCY for c in cases) and any(c.kind == ENGINE_CPU for c in cases)
+    assert any(c.kind == LATENCY for c in cases)
+    # The engine's CPU both ways: engine-bound (replayed reply) and simulator-bound.
+    assert {c.endpoint for c in cases if c.kind == ENGINE_CPU} == {REPLAY, SIMULATOR}
+    assert all(c.endpoint == SIMULATOR for c in cases if c.kind != ENGINE_CPU)
     embeddings = {c.rows_per_request for c in cases if c.task == "embeddings"}
     assert embeddings == {1, 16}
 
@@ -138,8 +141,11 @@ def test_quick_run_writes_complete_consistent_output(tmp_path):
     latency = [r for r in results if r["kind"] == LATENCY]
     assert latency and all(0 < r["p50_ms"] <= r["p90_ms"] <= r["max_ms"] for r in latency)
     assert all(r["rows_seen"] == r["rows"] for r in latency)
-    engine_cpu = [r for r in results if r["kind"] == ENGINE_CPU]
-    assert len(engine_cpu) == 1 and engine_cpu[0]["cpu_us_per_row"] > 0
+    engine_cpu = {r["endpoint"]: r for r in results if r["kind"] == ENGINE_CPU}
+    assert set(engine_cpu) == {REPLAY, SIMULATOR}
+    assert all(r["cpu_us_per_row"] > 0 and len(r["cpu_us_per_row_runs"]) == 3 for r in engine_cpu.values())
+    assert engine_cpu[SIMULATOR]["requests"] >= engine_cpu[SIMULATOR]["rows"]
+    assert engine_cpu[REPLAY]["requests"] == 0  # it never reached the simulator
     assert doc["targets"] and all(isinstance(t["met"], bool) for t in doc["targets"])
 
     width, height = _png_size((out / "bench.png").read_bytes())

@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .plan import ENTRY_POINTS, LATENCY, NAIVE, Case, build_plan, with_rows_scaled
+from .plan import ENTRY_POINTS, LATENCY, NAIVE, REPLAY, Case, build_plan, with_rows_scaled
 from .report import SCHEMA, add_baseline_ratios, case_record, progress_line, table, targets
 
 CPU_ACCOUNTING = (
@@ -114,6 +116,21 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def _endpoint_for(case: Case, sim: Any) -> Iterator[str]:
+    """The URL ``case`` calls: the simulator's, or a replay of one simulator reply."""
+    if case.endpoint != REPLAY:
+        yield sim.base_url
+        return
+    from .child import MODEL, text_of
+    from .replay import ReplayServer, record_reply
+
+    body = {"model": MODEL[case.task], "messages": [{"role": "user", "content": text_of(1)}]}
+    with ReplayServer(record_reply(sim.base_url, "/chat/completions", body)) as replay:
+        yield replay.base_url
+    sim.reset()  # the recording request is not the case's
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..simulator import SimulatorConfig, SimulatorProcess
@@ -151,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
                        tail_multiplier=case.tail_multiplier)
             sim.reset()
             load_before = os.getloadavg()[0]
-            run = run_child(case, sim, flink_conf=flink_conf, log_dir=out / "logs",
-                            timeout_s=timeout_for(case, latency), env=env, interval=args.poll_s,
-                            ds_capacity=args.ds_capacity)
+            with _endpoint_for(case, sim) as base_url:
+                run = run_child(case, sim, flink_conf=flink_conf, log_dir=out / "logs",
+                                timeout_s=timeout_for(case, latency), env=env, interval=args.poll_s,
+                                ds_capacity=args.ds_capacity, base_url=base_url)
             record = case_record(case, run, sim.stats(), latency, (load_before, os.getloadavg()[0]))
             records.append(record)
             _write_timeline(out / "timelines" / f"{case.name}.json", run)

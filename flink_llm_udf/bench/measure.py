@@ -97,9 +97,11 @@ class _Sampler(threading.Thread):
 
 def run_child(case: Case, sim: Any, *, flink_conf: dict[str, str], log_dir: Path,
               timeout_s: float, env: dict[str, str] | None = None, interval: float = POLL_S,
-              ds_capacity: str | None = None) -> ChildRun:
-    """Run ``case`` in ``python -m flink_llm_udf.bench.child`` and sample it until it exits."""
-    spec = {"case": case.to_dict(), "base_url": sim.base_url, "flink_conf": flink_conf,
+              ds_capacity: str | None = None, base_url: str | None = None) -> ChildRun:
+    """Run ``case`` in ``python -m flink_llm_udf.bench.child`` and sample it until it exits.
+
+    The child calls ``base_url`` (default: the simulator's)."""
+    spec = {"case": case.to_dict(), "base_url": base_url or sim.base_url, "flink_conf": flink_conf,
             "ds_capacity": ds_capacity}
     log_dir.mkdir(parents=True, exist_ok=True)
     child_env = dict(os.environ if env is None else env)

@@ -23,7 +23,11 @@ FLINK_ENTRY_POINTS = frozenset({PANDAS, DS_UNORDERED, DS_ORDERED, SQL_ASYNC, NAI
 # Kinds of measurement.
 THROUGHPUT = "throughput"  # rows/s in steady state, CPU per row, peak memory
 LATENCY = "latency"        # end-to-end latency per row at a low, rate-limited input rate
-ENGINE_CPU = "engine_cpu"  # process CPU around run_batch against a 0 ms simulator
+ENGINE_CPU = "engine_cpu"  # process CPU around run_batch, the endpoint answering at once
+
+# What a case talks to.
+SIMULATOR = "simulator"  # the simulator (every case but one)
+REPLAY = "replay"        # one recorded simulator reply, replayed: never the bottleneck (replay.py)
 
 CHAT = "chat"
 EMBEDDINGS = "embeddings"
@@ -44,6 +48,7 @@ class Case:
     tail_multiplier: float = 10.0
     rows_per_second: float | None = None  # rate-limited source (latency cases)
     latency_ms: float | None = None       # simulator latency for this case (None: the run's L)
+    endpoint: str = SIMULATOR
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,8 +132,12 @@ def build_plan(*, quick: bool, latency_ms: float = 100.0,
         add(Case(f"{entry}-latency", LATENCY, entry, concurrency=mid,
                  rows=int(rate * (5 if quick else 12)), rows_per_second=rate))
 
-    add(Case("engine-cpu", ENGINE_CPU, ENGINE, concurrency=64, rows=2_000 if quick else 10_000,
-             latency_ms=0.0))
+    # The engine's CPU per row with an endpoint that answers at once: the replay endpoint (the
+    # engine is the bottleneck: its own CPU), and the 0 ms simulator (the simulator is the
+    # bottleneck: the engine also pays a wake-up per reply).
+    for name, endpoint in (("engine-cpu", REPLAY), ("engine-cpu-simulator", SIMULATOR)):
+        add(Case(name, ENGINE_CPU, ENGINE, concurrency=64, rows=2_000 if quick else 10_000,
+                 latency_ms=0.0, endpoint=endpoint))
     return cases
 
 
