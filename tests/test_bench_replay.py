@@ -17,7 +17,7 @@ BODY = {"model": "sim-model", "messages": [{"role": "user", "content": "recorded
 @pytest.fixture(scope="module")
 def recorded() -> bytes:
     with SimulatorThread() as sim:
-        return record_reply(sim.base_url, "/chat/completions", BODY)
+        return record_reply(sim.base_url + "/chat/completions", BODY)
 
 
 def test_the_recorded_reply_is_the_simulators_answer_framed_by_content_length(recorded):
@@ -32,7 +32,7 @@ def test_the_recorded_reply_is_the_simulators_answer_framed_by_content_length(re
 def test_a_failed_recording_names_the_status():
     with SimulatorThread(api_key="sk-replay-test-0123456789") as sim:  # no key sent: 401
         with pytest.raises(RuntimeError, match="HTTP 401"):
-            record_reply(sim.base_url, "/chat/completions", BODY)
+            record_reply(sim.base_url + "/chat/completions", BODY)
 
 
 def test_the_engine_gets_the_recorded_reply_for_every_row_on_kept_alive_connections(recorded):

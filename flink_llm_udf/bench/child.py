@@ -52,7 +52,8 @@ def _api_task(case: Case) -> str:
     return TASK_CHAT if case.task == CHAT else TASK_EMBEDDINGS
 
 
-def _provider(case: Case, base_url: str):
+def provider_for(case: Case, base_url: str):
+    """The provider a case's engine calls ``base_url`` with."""
     from ..providers import OpenAICompatProvider
     return OpenAICompatProvider(endpoint=base_url, model=MODEL[case.task], task=_api_task(case))
 
@@ -70,7 +71,7 @@ def _run_engine(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
     from ..runner import BlockingEngine
 
     texts = [text_of(i) for i in range(1, case.rows + 1)]
-    with BlockingEngine(_provider(case, spec["base_url"]), _settings(case)) as engine:
+    with BlockingEngine(provider_for(case, spec["base_url"]), _settings(case)) as engine:
         extra: dict[str, Any] = {}
         if case.kind == ENGINE_CPU:
             engine.run_batch(texts[:500])  # warm: connections open, code paths hot
@@ -141,7 +142,7 @@ def _table_function(case: Case, spec: dict[str, Any]):
     from ..flink import ai_complete_async_udf, ai_complete_udf, ai_embed_udf
     from .naive import naive_complete_udf
 
-    provider, settings = _provider(case, spec["base_url"]), _settings(case)
+    provider, settings = provider_for(case, spec["base_url"]), _settings(case)
     if case.entry == NAIVE:
         return naive_complete_udf(spec["base_url"], MODEL[CHAT])
     if case.entry == SQL_ASYNC:
@@ -180,7 +181,7 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
 
     env = StreamExecutionEnvironment.get_execution_environment(_configuration(conf))
     env.set_parallelism(1)
-    provider, settings = _provider(case, spec["base_url"]), _settings(case)
+    provider, settings = provider_for(case, spec["base_url"]), _settings(case)
     ordered = case.entry == DS_ORDERED
     capacity = spec.get("ds_capacity")
     capacity = int(per_concurrency(capacity, case.concurrency)) if capacity else None

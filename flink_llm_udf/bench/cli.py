@@ -122,11 +122,12 @@ def _endpoint_for(case: Case, sim: Any) -> Iterator[str]:
     if case.endpoint != REPLAY:
         yield sim.base_url
         return
-    from .child import MODEL, text_of
+    from ..protocol import build_chat_body, resolve_call
+    from .child import provider_for, text_of
     from .replay import ReplayServer, record_reply
 
-    body = {"model": MODEL[case.task], "messages": [{"role": "user", "content": text_of(1)}]}
-    with ReplayServer(record_reply(sim.base_url, "/chat/completions", body)) as replay:
+    spec = resolve_call(provider_for(case, sim.base_url))  # the request the case's engine sends
+    with ReplayServer(record_reply(spec.url, build_chat_body(spec, text_of(1)))) as replay:
         yield replay.base_url
     sim.reset()  # the recording request is not the case's
 

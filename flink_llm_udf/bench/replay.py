@@ -22,12 +22,12 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)", re.IGNORE
 _FRAMING = ("transfer-encoding", "content-length", "connection")
 
 
-def record_reply(base_url: str, path: str, body: dict, timeout_s: float = 10.0) -> bytes:
-    """POST ``body`` to ``base_url + path`` once; the whole reply as bytes, Content-Length framed."""
-    parts = urlsplit(base_url)
+def record_reply(url: str, body: dict, timeout_s: float = 10.0) -> bytes:
+    """POST ``body`` to ``url`` once; the whole reply as bytes, Content-Length framed."""
+    parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
     try:
-        connection.request("POST", parts.path.rstrip("/") + path, json.dumps(body).encode(),
+        connection.request("POST", parts.path, json.dumps(body).encode(),
                            {"Content-Type": "application/json"})
         response = connection.getresponse()
         payload = response.read()
