@@ -43,7 +43,7 @@ shutil.copyfile(src, os.path.join(d, hashlib.sha1(url.encode()).hexdigest()))" \
 
 # THE Flink configuration: the same file `flink-llm cluster start` uses. Owned by flink because
 # the entrypoint rewrites it with FLINK_PROPERTIES (docker-compose.yml keeps those few).
-COPY --chown=flink:flink flink_llm_udf/conf/config.yaml /opt/flink/conf/config.yaml
+COPY --chown=flink:flink flink_llm_udf/tools/cluster/conf/config.yaml /opt/flink/conf/config.yaml
 
 # Mount points of docker-compose.yml: job files (read-only) and the shared results volume, which
 # Docker initialises from this directory, so the flink user can write filesystem sinks there.

@@ -1,12 +1,14 @@
 # Two commands do all the setup on a fresh machine with Python >= 3.10 and Java >= 11:
 #   make demo   virtualenv + install + the sample job against the simulator
-#   make test   virtualenv + install + the whole test suite (what CI runs)
+#   make test   virtualenv + install + lint + typecheck + the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The venv's bin first on PATH: PyFlink's local DataStream runs start `python` from PATH.
+RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: test demo venv check-java cluster-start cluster-stop bench clean
+.PHONY: test test-fast test-all lint format typecheck demo venv check-java cluster-start cluster-stop bench clean
 
 venv: $(VENV)/.installed
 
@@ -14,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory check-java
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,dev]'
 	@touch $@
 
 check-java:
@@ -27,12 +29,30 @@ check-java:
 	 if [ "$$major" -lt 11 ]; then \
 	   echo "error: java $$version is too old: PyFlink 2.3 needs Java 11 or newer (17 recommended)." >&2; exit 1; fi
 
-# The venv's bin first on PATH: PyFlink's local DataStream runs start `python` from PATH.
-test: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+# What CI runs: lint, typecheck, then every test tier.
+test: lint typecheck test-all
+
+# Every tier: pure, loopback, Flink mini-cluster, standalone cluster.
+test-all: venv
+	$(RUN) $(PY) -m pytest $(PYTEST_ARGS)
+
+# No JVM: the pure and loopback tiers (well under a minute).
+test-fast: venv
+	$(RUN) $(PY) -m pytest -m "pure or loopback" tests/pure tests/loopback $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check flink_llm_udf tests jobs
+	$(VENV)/bin/ruff format --check flink_llm_udf tests jobs
+
+format: venv
+	$(VENV)/bin/ruff check --fix flink_llm_udf tests jobs
+	$(VENV)/bin/ruff format flink_llm_udf tests jobs
+
+typecheck: venv
+	$(VENV)/bin/mypy
 
 demo: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/flink-llm demo
+	$(RUN) $(VENV)/bin/flink-llm demo
 
 bench: venv
 	$(VENV)/bin/flink-llm bench --out bench-results
@@ -44,4 +64,4 @@ cluster-stop: venv
 	$(VENV)/bin/flink-llm cluster stop
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,24 +1,63 @@
 """flink-llm-udf: call OpenAI-compatible LLM endpoints row by row from Apache Flink.
 
-The core (this package's top level) has no PyFlink import: a provider, the async engine and
-``run_batch`` work in a notebook. ``flink_llm_udf.flink`` holds the Flink entry points and
-``flink_llm_udf.sql`` the functions for pure SQL.
+The client core (this package's top level) has no PyFlink import: a provider, the async engine
+and ``run_batch`` work in a notebook. ``flink_llm_udf.flink`` holds the Flink entry points,
+``flink_llm_udf.sql`` the functions for pure SQL, ``flink_llm_udf.simulator`` the test server
+and ``flink_llm_udf.tools`` the ``flink-llm`` command's tools. Modules whose names start with
+``_`` are internal; everything public is exported here or from those subpackages.
 """
-from .engine import EngineSettings, LLMEngine
-from .errors import (ConfigurationError, EndpointConnectionError, EndpointError, EndpointStatusError,
-                     EndpointTimeoutError, FlinkLLMError, InvalidOptionError, InvalidOptionTypeError,
-                     MalformedResponseError, RowFailedError, TokenizerUnavailableError)
-from .metrics import METRIC_NAMES, CountingObserver, EngineObserver
-from .providers import OpenAICompatProvider, Provider
-from .results import RowResult, Usage
-from .runner import BlockingEngine, arun_batch, run_batch
 
-__version__ = "0.1.0"
+import importlib.metadata as _metadata
+
+from . import _moved_modules
+from ._batch import BlockingEngine, arun_batch, run_batch
+from ._engine import EngineSettings, LLMEngine
+from ._errors import (
+    ConfigurationError,
+    EndpointConnectionError,
+    EndpointError,
+    EndpointStatusError,
+    EndpointTimeoutError,
+    FlinkLLMError,
+    InvalidOptionError,
+    InvalidOptionTypeError,
+    MalformedResponseError,
+    RowFailedError,
+    TokenizerUnavailableError,
+)
+from ._observers import METRIC_NAMES, CountingObserver, EngineObserver
+from ._provider import OpenAICompatProvider, Provider
+from ._results import RowResult, Usage
+
+_moved_modules.install()
+
+try:
+    __version__ = _metadata.version("flink-llm-udf")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 __all__ = [
-    "BlockingEngine", "ConfigurationError", "CountingObserver", "EndpointConnectionError",
-    "EndpointError", "EndpointStatusError", "EndpointTimeoutError", "EngineObserver",
-    "EngineSettings", "FlinkLLMError", "InvalidOptionError", "InvalidOptionTypeError",
-    "LLMEngine", "METRIC_NAMES", "MalformedResponseError", "OpenAICompatProvider", "Provider",
-    "RowFailedError", "RowResult", "TokenizerUnavailableError", "Usage", "arun_batch", "run_batch",
+    "METRIC_NAMES",
+    "BlockingEngine",
+    "ConfigurationError",
+    "CountingObserver",
+    "EndpointConnectionError",
+    "EndpointError",
+    "EndpointStatusError",
+    "EndpointTimeoutError",
+    "EngineObserver",
+    "EngineSettings",
+    "FlinkLLMError",
+    "InvalidOptionError",
+    "InvalidOptionTypeError",
+    "LLMEngine",
+    "MalformedResponseError",
+    "OpenAICompatProvider",
+    "Provider",
+    "RowFailedError",
+    "RowResult",
+    "TokenizerUnavailableError",
+    "Usage",
+    "arun_batch",
+    "run_batch",
 ]

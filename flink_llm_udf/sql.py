@@ -6,16 +6,17 @@
 
 Flink splits that value at ``,`` and then at ``:``, so a value holding either (every URL, a
 ``stop`` list, ``extra-body`` JSON) must be quoted: ``"..."`` as above, or see
-``flink_llm_udf.config.job_parameters_value``, which renders a dict correctly.
+``flink_llm_udf.job_parameters.job_parameters_value``, which renders a dict correctly.
 
 ``flink-llm sql`` also accepts ``SET 'ai.model' = 'm';`` and turns such keys into job parameters.
 Endpoint and key fall back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_API_KEY_FILE``.
 """
+
 from __future__ import annotations
 
-from .flink.async_scalar import ai_complete_async_udf, ai_embed_async_udf
-from .flink.pandas_udf import ai_complete_result_udf, ai_complete_udf, ai_embed_udf
-from .flink.register import EMBED_PREFIXES
+from .flink._async_scalar import ai_complete_async_udf, ai_embed_async_udf
+from .flink._pandas_udf import ai_complete_result_udf, ai_complete_udf, ai_embed_udf
+from .flink._register import EMBED_PREFIXES
 
 ai_complete = ai_complete_udf(name="ai_complete")
 ai_complete_result = ai_complete_result_udf(name="ai_complete_result")
@@ -23,4 +24,4 @@ ai_complete_async = ai_complete_async_udf(name="ai_complete_async")
 ai_embed = ai_embed_udf(prefix=EMBED_PREFIXES, name="ai_embed")
 ai_embed_async = ai_embed_async_udf(prefix=EMBED_PREFIXES, name="ai_embed_async")
 
-__all__ = ["ai_complete", "ai_complete_result", "ai_complete_async", "ai_embed", "ai_embed_async"]
+__all__ = ["ai_complete", "ai_complete_async", "ai_complete_result", "ai_embed", "ai_embed_async"]

@@ -8,7 +8,7 @@ after a failure) is mapped to distinct texts ``recovery row <id> ...``; each tex
 ``--checkpoint-interval-ms`` in EXACTLY_ONCE mode; restarts with a fixed delay.
 
 Kill a TaskManager while it runs, and the sink still holds every id exactly once with its own
-answer (``tests/test_cluster_e2e.py`` does that on the standalone cluster)::
+answer (``tests/cluster/test_cluster_e2e.py`` does that on the standalone cluster)::
 
     flink run -m 127.0.0.1:8081 -d -py jobs/recovery_job.py -- \\
         --endpoint http://127.0.0.1:8000/v1 --rows 2000 --output /tmp/recovery-out \\
@@ -18,6 +18,7 @@ API key: ``--api-key-file`` names a file the Python workers read at open (the
 ``api-key-file`` extra option; only the path travels with the job); without it the workers use
 ``OPENAI_API_KEY_FILE`` / ``OPENAI_API_KEY`` from their own environment. Never the key itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,20 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="directory (or URI) of the file sink")
     parser.add_argument("--rows", type=int, default=2000, help="rows 1..ROWS (default 2000)")
     parser.add_argument("--model", default="gpt-4o-mini")
-    parser.add_argument("--max-concurrency", type=int, default=16,
-                        help="requests in flight per subtask (default 16)")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=16, help="requests in flight per subtask (default 16)"
+    )
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--checkpoint-interval-ms", type=int, default=1000)
     parser.add_argument("--restart-attempts", type=int, default=5)
     parser.add_argument("--restart-delay-ms", type=int, default=1000)
-    parser.add_argument("--bundle-size", type=int, default=None,
-                        help="python.fn-execution.bundle.size (default 4 x max-concurrency): a "
-                             "checkpoint barrier waits for the bundle in flight, so small bundles "
-                             "let checkpoints complete while the job runs")
-    parser.add_argument("--retry-backoff", default="200ms",
-                        help="delay before each retry of a failed request (default 200ms)")
-    parser.add_argument("--api-key-file", default=None,
-                        help="file holding the API key, read by the workers (a path, never the key)")
+    parser.add_argument(
+        "--bundle-size",
+        type=int,
+        default=None,
+        help="python.fn-execution.bundle.size (default 4 x max-concurrency): a "
+        "checkpoint barrier waits for the bundle in flight, so small bundles "
+        "let checkpoints complete while the job runs",
+    )
+    parser.add_argument(
+        "--retry-backoff", default="200ms", help="delay before each retry of a failed request (default 200ms)"
+    )
+    parser.add_argument(
+        "--api-key-file",
+        default=None,
+        help="file holding the API key, read by the workers (a path, never the key)",
+    )
     parser.add_argument("--name", default=JOB_NAME, help="job name")
     return parser
 
@@ -66,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 def to_json(row) -> str:
     """An ``LLMAsyncFunction`` output Row as the JSON line the tests read."""
     key, text, value, _choice, error, status, attempts = tuple(row)[:7]
-    return json.dumps({"id": key, "input": text, "value": value, "error": error,
-                       "status": status, "attempts": attempts}, ensure_ascii=False)
+    return json.dumps(
+        {"id": key, "input": text, "value": value, "error": error, "status": status, "attempts": attempts},
+        ensure_ascii=False,
+    )
 
 
 def to_record(row_id: int):
@@ -88,8 +100,7 @@ def build(args: argparse.Namespace):
     """The StreamExecutionEnvironment with the job defined on it (not executed)."""
     from pyflink.common import Configuration, Types, WatermarkStrategy
     from pyflink.common.serialization import Encoder
-    from pyflink.datastream import (CheckpointingMode, RuntimeExecutionMode,
-                                    StreamExecutionEnvironment)
+    from pyflink.datastream import CheckpointingMode, RuntimeExecutionMode, StreamExecutionEnvironment
     from pyflink.datastream.connectors.file_system import FileSink, OutputFileConfig, RollingPolicy
     from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
@@ -112,23 +123,28 @@ def build(args: argparse.Namespace):
     env.enable_checkpointing(args.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
 
     extra = {"api-key-file": args.api_key_file} if args.api_key_file else {}
-    provider = OpenAICompatProvider(endpoint=args.endpoint, model=args.model,
-                                    retry_backoff_base_interval=args.retry_backoff, **extra)
-    function = LLMAsyncFunction(provider, EngineSettings(max_concurrency=args.max_concurrency),
-                                text_of=record_text, key_of=record_key)
+    provider = OpenAICompatProvider(
+        endpoint=args.endpoint, model=args.model, retry_backoff_base_interval=args.retry_backoff, **extra
+    )
+    function = LLMAsyncFunction(
+        provider, EngineSettings(max_concurrency=args.max_concurrency), text_of=record_text, key_of=record_key
+    )
 
-    records = (env.from_source(NumberSequenceSource(1, args.rows),
-                               WatermarkStrategy.no_watermarks(), "row ids")
-               .map(to_record, output_type=Types.ROW([Types.LONG(), Types.STRING()])))
+    records = env.from_source(
+        NumberSequenceSource(1, args.rows), WatermarkStrategy.no_watermarks(), "row ids"
+    ).map(to_record, output_type=Types.ROW([Types.LONG(), Types.STRING()]))
     answers = apply_llm(records, function)
     output = args.output if "://" in args.output else Path(args.output).resolve().as_uri()
     # A part file per checkpoint: rows are committed while the job runs, so a restore must
     # neither repeat committed rows nor lose the ones after the checkpoint.
-    sink = (FileSink.for_row_format(output, Encoder.simple_string_encoder("utf-8"))
-            .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
-            .with_output_file_config(OutputFileConfig.builder().with_part_prefix("answers")
-                                     .with_part_suffix(".jsonl").build())
-            .build())
+    sink = (
+        FileSink.for_row_format(output, Encoder.simple_string_encoder("utf-8"))
+        .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
+        .with_output_file_config(
+            OutputFileConfig.builder().with_part_prefix("answers").with_part_suffix(".jsonl").build()
+        )
+        .build()
+    )
     answers.map(to_json, output_type=Types.STRING()).sink_to(sink).name("answers file sink")
     return env
 

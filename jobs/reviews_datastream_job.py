@@ -15,6 +15,7 @@ Options, endpoint, API key and shipping the package to a cluster work as in
 ``reviews_table_job.py`` (same flags; the key comes from ``OPENAI_API_KEY_FILE`` in the
 workers' environment, never from a flag).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def to_json(row) -> str:
     """An output record as one JSON line with the field names of ``OUTPUT_FIELDS``."""
     from flink_llm_udf.flink import OUTPUT_FIELDS
 
-    return json.dumps(dict(zip(OUTPUT_FIELDS, row)), ensure_ascii=False)
+    return json.dumps(dict(zip(OUTPUT_FIELDS, row, strict=True)), ensure_ascii=False)
 
 
 def review_text(row):
@@ -80,23 +81,28 @@ def run(args, endpoint: str) -> JobRun:
     use_this_python_locally(env)
 
     source = FileSource.for_record_stream_format(
-        StreamFormat.text_line_format(), file_uri(args.input)).build()
-    reviews = (env.from_source(source, WatermarkStrategy.no_watermarks(), "reviews")
-               .filter(lambda line: bool(line.strip()))
-               .map(parse_review, output_type=Types.ROW([Types.INT(), Types.STRING()])))
+        StreamFormat.text_line_format(), file_uri(args.input)
+    ).build()
+    reviews = (
+        env.from_source(source, WatermarkStrategy.no_watermarks(), "reviews")
+        .filter(lambda line: bool(line.strip()))
+        .map(parse_review, output_type=Types.ROW([Types.INT(), Types.STRING()]))
+    )
     if args.limit is not None:
         limit = int(args.limit)
         reviews = reviews.filter(lambda row: row[0] is not None and row[0] <= limit)
 
-    function = LLMAsyncFunction(chat, EngineSettings(max_concurrency=args.max_concurrency),
-                                text_of=review_text, key_of=review_key)
+    function = LLMAsyncFunction(
+        chat, EngineSettings(max_concurrency=args.max_concurrency), text_of=review_text, key_of=review_key
+    )
     answers = apply_llm(reviews, function, ordered=args.ordered)
     lines = answers.map(to_json, output_type=Types.STRING())
     if args.output is None:
         lines.print()
     else:
-        lines.sink_to(FileSink.for_row_format(
-            file_uri(args.output), Encoder.simple_string_encoder("utf-8")).build())
+        lines.sink_to(
+            FileSink.for_row_format(file_uri(args.output), Encoder.simple_string_encoder("utf-8")).build()
+        )
 
     started = time.monotonic()
     result = env.execute("flink-llm reviews (DataStream, async I/O)")
@@ -106,12 +112,16 @@ def run(args, endpoint: str) -> JobRun:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ordered", action="store_true",
-                        help="emit results in input order (default: as they complete)")
+    parser.add_argument(
+        "--ordered", action="store_true", help="emit results in input order (default: as they complete)"
+    )
     args = parser.parse_args(argv)
     run_info = run_with_endpoint(args, run)
-    print(f"{run_info.rows_in} reviews in {run_info.seconds:.1f} s "
-          f"(job {run_info.job_id}, endpoint {run_info.endpoint})", file=sys.stderr)
+    print(
+        f"{run_info.rows_in} reviews in {run_info.seconds:.1f} s "
+        f"(job {run_info.job_id}, endpoint {run_info.endpoint})",
+        file=sys.stderr,
+    )
     return 0
 
 

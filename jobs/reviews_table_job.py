@@ -36,6 +36,7 @@ an environment variable ends up in ``log/``; a file path there is harmless. Set 
 in the TaskManagers' environment (e.g. before ``start-cluster.sh``) and put the file on every
 TaskManager host.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,9 @@ try:
 except ImportError:  # a source checkout that is not pip-installed: the package sits beside jobs/
     sys.path.insert(0, str(JOBS_DIR.parent))
 
-SYSTEM_PROMPT = ("Classify the sentiment of the product review. "
-                 "Answer with one word: positive, negative or neutral.")
+SYSTEM_PROMPT = (
+    "Classify the sentiment of the product review. Answer with one word: positive, negative or neutral."
+)
 SIMULATOR_LATENCY_MS = 100.0
 ERROR_HANDLING = ("RETRY", "FAILOVER", "IGNORE")
 
@@ -73,25 +75,47 @@ class JobRun:
 def build_parser(prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
     """The options every sample job shares (the DataStream job adds ``--ordered``)."""
     parser = argparse.ArgumentParser(prog=prog, description=description or __doc__.splitlines()[0])
-    parser.add_argument("--endpoint", default=None,
-                        help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL, else a "
-                             "simulator started on loopback for this run)")
-    parser.add_argument("--model", default=os.environ.get("OPENAI_MODEL", "gpt-4o-mini"),
-                        help="chat model (default: $OPENAI_MODEL or gpt-4o-mini)")
-    parser.add_argument("--embedding-model",
-                        default=os.environ.get("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small"),
-                        help="embedding model (default: $OPENAI_EMBEDDING_MODEL or text-embedding-3-small)")
-    parser.add_argument("--max-concurrency", type=int, default=64,
-                        help="requests in flight per subtask and function (default: 64)")
+    parser.add_argument(
+        "--endpoint",
+        default=None,
+        help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL, else a "
+        "simulator started on loopback for this run)",
+    )
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("OPENAI_MODEL", "gpt-4o-mini"),
+        help="chat model (default: $OPENAI_MODEL or gpt-4o-mini)",
+    )
+    parser.add_argument(
+        "--embedding-model",
+        default=os.environ.get("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small"),
+        help="embedding model (default: $OPENAI_EMBEDDING_MODEL or text-embedding-3-small)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=64,
+        help="requests in flight per subtask and function (default: 64)",
+    )
     parser.add_argument("--parallelism", type=int, default=1, help="job parallelism (default: 1)")
-    parser.add_argument("--error-handling", choices=ERROR_HANDLING, default="RETRY", type=str.upper,
-                        help="per-row error handling (default: RETRY, then fail the job)")
-    parser.add_argument("--output", default=None,
-                        help="write JSON lines under this directory instead of printing")
-    parser.add_argument("--input", default=str(DEFAULT_INPUT),
-                        help="reviews as JSON lines {id, product, rating, review} (default: the bundled file)")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="only reviews with id <= LIMIT (the bundled ids are 1..200)")
+    parser.add_argument(
+        "--error-handling",
+        choices=ERROR_HANDLING,
+        default="RETRY",
+        type=str.upper,
+        help="per-row error handling (default: RETRY, then fail the job)",
+    )
+    parser.add_argument(
+        "--output", default=None, help="write JSON lines under this directory instead of printing"
+    )
+    parser.add_argument(
+        "--input",
+        default=str(DEFAULT_INPUT),
+        help="reviews as JSON lines {id, product, rating, review} (default: the bundled file)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="only reviews with id <= LIMIT (the bundled ids are 1..200)"
+    )
     return parser
 
 
@@ -191,16 +215,20 @@ def run_with_endpoint(args: argparse.Namespace, job) -> JobRun:
     from flink_llm_udf.simulator import SimulatorProcess
 
     with SimulatorProcess(latency_ms=SIMULATOR_LATENCY_MS) as simulator:
-        print(f"no --endpoint or OPENAI_BASE_URL: using the simulator at {simulator.base_url}",
-              file=sys.stderr)
+        print(
+            f"no --endpoint or OPENAI_BASE_URL: using the simulator at {simulator.base_url}", file=sys.stderr
+        )
         return job(args, simulator.base_url)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_info = run_with_endpoint(args, run)
-    print(f"{run_info.rows_in} reviews in {run_info.seconds:.1f} s "
-          f"(job {run_info.job_id}, endpoint {run_info.endpoint})", file=sys.stderr)
+    print(
+        f"{run_info.rows_in} reviews in {run_info.seconds:.1f} s "
+        f"(job {run_info.job_id}, endpoint {run_info.endpoint})",
+        file=sys.stderr,
+    )
     return 0
 
 

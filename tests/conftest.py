@@ -1,61 +1,58 @@
-"""Session fixtures shared by test modules.
+"""The test tiers, one folder each, marked by folder so that any tier runs alone.
 
-``standalone_cluster``: ONE standalone Flink cluster (JobManager + 2 TaskManagers from the wheel,
-free ports, 127.0.0.1) for every ``@pytest.mark.cluster`` test of the session. Pytest creates it
-only when the first test that asks for it runs -- a run without cluster tests starts no JVM --
-and stops it at the end of the session, failing the teardown if a Flink process survives.
+======== ================================================= =========================
+folder   what runs                                          run it alone
+======== ================================================= =========================
+pure     pure functions and tables; no socket, no JVM       ``pytest -m pure``
+loopback real servers on 127.0.0.1 (simulator, scripted);   ``pytest -m loopback``
+         no JVM
+flink    real Flink in a local mini-cluster (JVM)           ``pytest -m flink``
+cluster  a real standalone Flink cluster from the wheel     ``pytest -m cluster``
+======== ================================================= =========================
 
-``cluster_key``: the API key the cluster's Python workers find through ``OPENAI_API_KEY_FILE``
-(set in the daemons' environment; the README's per-cluster route). Only the file's *path* is in
-any environment; the key itself never is.
+``make test-fast`` runs ``pure`` and ``loopback``. A Flink tier test fails, never skips, when
+Java is missing: CI must not pass without having run Flink.
 """
+
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+import os
+import shutil
 from pathlib import Path
 
 import pytest
-from cluster_fixtures import KeyFile, make_key_file, make_test_cluster, without_openai_environment
 
-from flink_llm_udf.cluster import StandaloneCluster
-
-
-@pytest.fixture(scope="session")
-def cluster_key(tmp_path_factory: pytest.TempPathFactory) -> KeyFile:
-    """A distinctive key in a 0600 file; the cluster's workers get ``OPENAI_API_KEY_FILE=<path>``."""
-    return make_key_file(tmp_path_factory.mktemp("cluster-secrets"))
+TIERS = ("pure", "loopback", "flink", "cluster")
+_TESTS_DIR = Path(__file__).resolve().parent
+_NEEDS_JAVA = {"flink", "cluster"}
 
 
-@pytest.fixture(scope="session")
-def standalone_cluster(
-    tmp_path_factory: pytest.TempPathFactory, cluster_key: KeyFile
-) -> Iterator[StandaloneCluster]:
-    """The session's running cluster (2 TaskManagers, 2 slots each); stopped after the last test."""
-    cluster = make_test_cluster(
-        tmp_path_factory.mktemp("cluster"), env={"OPENAI_API_KEY_FILE": str(cluster_key.path)}
-    )
-    with without_openai_environment():  # the daemons inherit this process's environment
-        cluster.start()
-    print(f"\n[cluster] started in {cluster.last_start_seconds:.1f} s at {cluster.rest_url}")
+def tier_of(path: Path) -> str | None:
+    """The tier folder a test file sits in, or None for a file outside every tier."""
     try:
-        yield cluster
-    finally:
-        pids = cluster.flink_processes()
-        began = time.monotonic()
-        try:
-            cluster.stop()
-        finally:
-            left = cluster.flink_processes() + cluster.python_workers()
-        print(f"\n[cluster] stopped in {time.monotonic() - began:.1f} s")
-        assert left == [], f"Flink processes or Python workers still alive after stop: {left}"
-        assert all(_gone(pid) for pid in pids), pids
-        assert not list(cluster.pid_dir.glob("*.pid"))
+        first = Path(path).resolve().relative_to(_TESTS_DIR).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return first if first in TIERS else None
 
 
-def _gone(pid: int) -> bool:
-    """Not alive: no /proc entry, or a zombie (our own child not yet reaped)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item.path)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: a test must sit in one of the tier folders {TIERS}")
+        item.add_marker(getattr(pytest.mark, tier))
+
+
+def _java_executable() -> str | None:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    return shutil.which("java")
+
+
+@pytest.fixture(autouse=True)
+def _java_for_flink_tiers(request: pytest.FixtureRequest) -> None:
+    """Java must be there for the Flink tiers: fail (never skip) with a clear message."""
+    if tier_of(request.node.path) in _NEEDS_JAVA and _java_executable() is None:
+        pytest.fail("the Flink tests need Java 11+ (java on PATH or JAVA_HOME); none found", pytrace=False)

@@ -5,17 +5,38 @@
 - DataStream: ``LLMAsyncFunction`` with ``apply_llm`` (or ``AsyncDataStream.*_wait``)
 - ``register_functions(table_env, provider)`` and ``recommended_settings()``
 """
-from .async_function import OUTPUT_FIELDS, LLMAsyncFunction, apply_llm, output_type
-from .async_scalar import LLMAsyncScalarFunction, ai_complete_async_udf, ai_embed_async_udf
-from .metrics import METRIC_GROUP, FlinkMetrics
-from .pandas_udf import (RESULT_FIELDS, LLMPandasFunction, ai_complete_result_udf, ai_complete_udf,
-                         ai_embed_udf, result_row_type)
-from .register import register_functions
-from .settings import apply_recommended_settings, recommended_settings
+
+from ._async_function import OUTPUT_FIELDS, LLMAsyncFunction, apply_llm, output_type
+from ._async_scalar import LLMAsyncScalarFunction, ai_complete_async_udf, ai_embed_async_udf
+from ._gauges import METRIC_GROUP, FlinkMetrics
+from ._pandas_udf import (
+    RESULT_FIELDS,
+    LLMPandasFunction,
+    ai_complete_result_udf,
+    ai_complete_udf,
+    ai_embed_udf,
+    result_row_type,
+)
+from ._register import register_functions
+from ._tuning import apply_recommended_settings, recommended_settings
 
 __all__ = [
-    "FlinkMetrics", "LLMAsyncFunction", "LLMAsyncScalarFunction", "LLMPandasFunction",
-    "METRIC_GROUP", "OUTPUT_FIELDS", "RESULT_FIELDS", "ai_complete_async_udf", "ai_complete_result_udf",
-    "ai_complete_udf", "ai_embed_async_udf", "ai_embed_udf", "apply_llm", "apply_recommended_settings",
-    "output_type", "recommended_settings", "register_functions", "result_row_type",
+    "METRIC_GROUP",
+    "OUTPUT_FIELDS",
+    "RESULT_FIELDS",
+    "FlinkMetrics",
+    "LLMAsyncFunction",
+    "LLMAsyncScalarFunction",
+    "LLMPandasFunction",
+    "ai_complete_async_udf",
+    "ai_complete_result_udf",
+    "ai_complete_udf",
+    "ai_embed_async_udf",
+    "ai_embed_udf",
+    "apply_llm",
+    "apply_recommended_settings",
+    "output_type",
+    "recommended_settings",
+    "register_functions",
+    "result_row_type",
 ]

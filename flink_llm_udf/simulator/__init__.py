@@ -18,11 +18,11 @@ Use :class:`SimulatorProcess` instead when the client must not share this proces
 
 from __future__ import annotations
 
-from .cli import main
-from .config import DEFAULT_EMBEDDING_DIMENSIONS, RUNTIME_FIELDS, SimulatorConfig
-from .control import SimulatorError, SimulatorProcess, SimulatorThread
-from .directives import Directive, DirectiveError, parse_directive
-from .replies import (
+from ._background import SimulatorError, SimulatorProcess, SimulatorThread
+from ._behaviour import DEFAULT_EMBEDDING_DIMENSIONS, RUNTIME_FIELDS, SimulatorConfig
+from ._cli import main
+from ._directives import Directive, DirectiveError, parse_directive
+from ._replies import (
     ChatChoice,
     content_text,
     count_words,
@@ -32,7 +32,7 @@ from .replies import (
     expected_prompt_tokens,
     first_user_text,
 )
-from .server import RunningSimulator, SimulatorServer, start_simulator
+from ._server import RunningSimulator, SimulatorServer, start_simulator
 
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",

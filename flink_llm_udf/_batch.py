@@ -1,0 +1,147 @@
+"""Synchronous access to the async engine: a private event loop in a daemon thread.
+
+The Pandas UDF calls the engine once per Arrow batch from Flink's worker thread, and notebook
+users may already run an event loop; a loop thread of our own serves both, and keeps the aiohttp
+session (and its warm connections) alive across batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from ._engine import EngineSettings, LLMEngine
+from ._event_loops import EVENT_LOOP_ENV, new_event_loop  # noqa: F401 - EVENT_LOOP_ENV re-exported
+from ._observers import EngineObserver
+from ._provider import OpenAICompatProvider
+from ._results import RowResult
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop running forever in a daemon thread; ``run`` submits and waits."""
+
+    def __init__(self, name: str = "flink-llm-loop") -> None:
+        self.loop = new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and return its result (re-raising its exception)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class BlockingEngine:
+    """An ``LLMEngine`` driven from synchronous code (one loop thread, one HTTP session)."""
+
+    def __init__(
+        self,
+        provider: OpenAICompatProvider,
+        settings: EngineSettings | None = None,
+        *,
+        observer: EngineObserver | None = None,
+    ) -> None:
+        self.engine = LLMEngine(provider, settings, observer=observer)
+        self._loop = LoopThread()
+
+    def run_batch(
+        self,
+        inputs: Sequence[str | None],
+        models: Sequence[str | None] | None = None,
+        *,
+        raise_on_failover: bool = True,
+        timeout: float | None = None,
+    ) -> list[RowResult]:
+        return self._loop.run(
+            self.engine.run_batch(inputs, models, raise_on_failover=raise_on_failover), timeout
+        )
+
+    def close(self) -> None:
+        try:
+            self._loop.run(self.engine.aclose(), timeout=10)
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> BlockingEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def run_batch(
+    provider: OpenAICompatProvider,
+    inputs: Sequence[str | None],
+    *,
+    max_concurrency: int = 16,
+    request_timeout: float = 60.0,
+    row_deadline: float | None = 300.0,
+    embedding_rows_per_request: int = 1,
+    batch_deadline: float | None = None,
+    models: Sequence[str | None] | None = None,
+    observer: EngineObserver | None = None,
+) -> list[RowResult]:
+    """Call the endpoint for every input; return one ``RowResult`` per input, in order.
+
+    At most ``max_concurrency`` requests are in flight. A NULL input yields a NULL value with no
+    request. Rows that fail follow the provider's error handling: under IGNORE (or RETRY with an
+    IGNORE fallback) their value is None and ``error`` says why; under FAILOVER the first failed
+    row raises ``RowFailedError`` naming its index and cause. Works inside a running event loop
+    (e.g. Jupyter) because the calls run on a private loop thread.
+    """
+    settings = EngineSettings(
+        max_concurrency=max_concurrency,
+        request_timeout_s=request_timeout,
+        row_deadline_s=row_deadline,
+        embedding_rows_per_request=embedding_rows_per_request,
+        batch_deadline_s=batch_deadline,
+    )
+    with BlockingEngine(provider, settings, observer=observer) as engine:
+        return engine.run_batch(list(inputs), None if models is None else list(models))
+
+
+async def arun_batch(
+    provider: OpenAICompatProvider,
+    inputs: Sequence[str | None],
+    *,
+    max_concurrency: int = 16,
+    request_timeout: float = 60.0,
+    row_deadline: float | None = 300.0,
+    embedding_rows_per_request: int = 1,
+    batch_deadline: float | None = None,
+    models: Sequence[str | None] | None = None,
+    observer: EngineObserver | None = None,
+) -> list[RowResult]:
+    """``run_batch`` for callers already inside an event loop (runs on the caller's loop)."""
+    settings = EngineSettings(
+        max_concurrency=max_concurrency,
+        request_timeout_s=request_timeout,
+        row_deadline_s=row_deadline,
+        embedding_rows_per_request=embedding_rows_per_request,
+        batch_deadline_s=batch_deadline,
+    )
+    engine = LLMEngine(provider, settings, observer=observer)
+    try:
+        return await engine.run_batch(list(inputs), None if models is None else list(models))
+    finally:
+        await engine.aclose()

@@ -1,0 +1,527 @@
+"""The async call engine: bounded concurrency, per-row retries, one ``RowResult`` per input.
+
+One ``LLMEngine`` per Flink worker (or per notebook call). Rows run as coroutines on one event
+loop; request slots bound requests in flight (a row gives its slot back while it waits to retry,
+so a backing-off row never idles a slot). Both the batch path (Pandas UDF, ``run_batch``) and the
+row path (AsyncFunction) go through ``call_row``, so the semantics are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import (
+    EndpointError,
+    EndpointStatusError,
+    InvalidOptionError,
+    MalformedResponseError,
+    RowFailedError,
+)
+from ._http import HTTP_CLIENTS, HTTPReply, HTTPSession, open_session
+from ._observers import EngineObserver, NullObserver
+from ._provider import TASK_CHAT, OpenAICompatProvider, mask_secret
+from ._results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
+from ._retry import delay_before_retry, is_retryable_status, parse_retry_after
+from ._slots import RequestSlots
+from ._tokens import fit_to_context, load_encoding
+from ._wire import (
+    CallSpec,
+    Usage,
+    build_chat_body,
+    build_embeddings_body,
+    error_message,
+    parse_chat_choices,
+    parse_embeddings,
+    parse_usage,
+    resolve_call,
+)
+
+logger = logging.getLogger(__name__)
+
+#: What ``json.dumps(text, ensure_ascii=False)`` gives for a str, without a JSONEncoder per call.
+_json_string = json.encoder.encode_basestring
+
+Sleep = Callable[[float], Awaitable[Any]]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How the engine calls the endpoint, beyond the provider's options.
+
+    ``max_concurrency`` bounds requests in flight per engine (per Flink subtask);
+    ``request_timeout_s`` bounds one request; ``row_deadline_s`` bounds a row's total time across
+    retries, counted from its first attempt (None: no bound); ``embedding_rows_per_request`` sends
+    up to that many rows in one embeddings request on the batch path; ``batch_deadline_s`` bounds
+    a whole batch (a Pandas UDF's Arrow batch, a ``run_batch`` call): rows still unfinished then
+    end like exhausted rows (NULL and an error under IGNORE, ``RowFailedError`` under FAILOVER),
+    so a batch never waits longer than that for a struggling endpoint (None: no bound);
+    ``http_client`` is "auto" (the built-in HTTP/1.1 client, or aiohttp when the environment sets
+    a proxy or netrc credentials for the endpoint) or "aiohttp" (always).
+    """
+
+    max_concurrency: int = 16
+    request_timeout_s: float = 60.0
+    row_deadline_s: float | None = 300.0
+    embedding_rows_per_request: int = 1
+    batch_deadline_s: float | None = None
+    http_client: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.http_client not in HTTP_CLIENTS:
+            raise InvalidOptionError(
+                f"http_client={self.http_client!r} is not allowed: must be one of {', '.join(HTTP_CLIENTS)}"
+            )
+        for name in ("max_concurrency", "embedding_rows_per_request"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidOptionError(f"{name}={value!r} is not allowed: must be an int >= 1")
+        for name in ("request_timeout_s", "row_deadline_s", "batch_deadline_s"):
+            value = getattr(self, name)
+            if value is None and name != "request_timeout_s":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InvalidOptionError(f"{name}={value!r} is not allowed: must be a number of seconds > 0")
+
+
+class LLMEngine:
+    """Calls one provider's endpoint; open it where the calls run (it reads env and key file).
+
+    Construction resolves the endpoint/key and loads the tokenizer (so a missing tiktoken
+    encoding fails at open, not at the first row). The aiohttp session is created lazily inside
+    the event loop that runs the calls; ``aclose()`` must run on that same loop.
+    """
+
+    def __init__(
+        self,
+        provider: OpenAICompatProvider,
+        settings: EngineSettings | None = None,
+        *,
+        observer: EngineObserver | None = None,
+        environ: dict[str, str] | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.provider = provider
+        self.settings = settings or EngineSettings()
+        self.spec: CallSpec = resolve_call(provider, environ)
+        self.encoding = load_encoding(self.spec.model) if self.spec.max_context_size else None
+        self.observer: EngineObserver = observer or NullObserver()
+        self._sleep = sleep
+        self._clock = clock
+        self._session: HTTPSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: RequestSlots | None = None
+        self._bodies = _BodyTemplates(self.spec)
+        self.in_flight = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"LLMEngine(url={self.spec.url!r}, task={self.spec.task!r}, "
+            f"api_key={self.spec.masked_key!r}, settings={self.settings!r})"
+        )
+
+    @property
+    def is_chat(self) -> bool:
+        return self.spec.task == TASK_CHAT
+
+    # --- one row -------------------------------------------------------------------------------
+    async def call_row(self, text: str | None, *, model: str | None = None) -> RowResult:
+        """Send one row (with retries) and return its outcome; never raises for a row's failure."""
+        result = await self._call_row(text, model)
+        self.observer.row_done(result)
+        return result
+
+    async def _call_row(
+        self, text: str | None, model: str | None, on_backoff: Callable[[], None] | None = None
+    ) -> RowResult:
+        if text is None:
+            return RowResult(None, NULL_INPUT)
+        fitted = self._fit(text)
+        if fitted is None:
+            return RowResult(None, SKIPPED)
+        parse = _chat_value if self.is_chat else _single_embedding
+        return await self._send(self._bodies.encode(fitted, model), parse, on_backoff)
+
+    def _fit(self, text: str) -> str | None:
+        if self.encoding is None or self.spec.max_context_size is None:
+            return text
+        return fit_to_context(
+            text, self.encoding, self.spec.max_context_size, self.spec.context_overflow_action
+        ).text
+
+    # --- many rows -----------------------------------------------------------------------------
+    async def run_batch(
+        self,
+        inputs: Sequence[str | None],
+        models: Sequence[str | None] | None = None,
+        *,
+        raise_on_failover: bool = True,
+    ) -> list[RowResult]:
+        """One result per input, same order. Under FAILOVER the first failed row raises
+        ``RowFailedError`` (naming its index) and the batch's other rows are cancelled."""
+        if models is not None and len(models) != len(inputs):
+            raise ValueError(f"models has {len(models)} entries for {len(inputs)} inputs")
+        if not self.is_chat and self.settings.embedding_rows_per_request > 1:
+            return await self._run_grouped_embeddings(inputs, models, raise_on_failover)
+
+        async def one(index: int, on_backoff: Callable[[], None]) -> RowResult:
+            result = await self._call_row(
+                inputs[index], None if models is None else models[index], on_backoff
+            )
+            self.observer.row_done(result)
+            if raise_on_failover and result.outcome == FAILED:
+                raise RowFailedError(
+                    index, result.error or "unknown error", attempts=result.attempts, status=result.status
+                )
+            return result
+
+        results = await _run_on_workers(
+            len(inputs), one, self.settings.max_concurrency, self.settings.batch_deadline_s
+        )
+        late = [index for index, result in enumerate(results) if result is None]
+        if not late:
+            return results  # type: ignore[return-value]
+        error = f"batch deadline of {self.settings.batch_deadline_s:g} s reached before the row finished"
+        outcome = FAILED if self.spec.retry.final_action == "FAILOVER" else IGNORED
+        if outcome == FAILED and raise_on_failover:
+            raise RowFailedError(late[0], error, attempts=0, status=None)
+        for index in late:
+            results[index] = RowResult(None, outcome, error=error)
+            self.observer.row_done(results[index])
+        return results  # type: ignore[return-value]
+
+    async def _run_grouped_embeddings(
+        self, inputs: Sequence[str | None], models: Sequence[str | None] | None, raise_on_failover: bool
+    ) -> list[RowResult]:
+        results: list[RowResult | None] = [None] * len(inputs)
+        groups: dict[str | None, list[tuple[int, str]]] = {}
+        for index, text in enumerate(inputs):
+            fitted = None if text is None else self._fit(text)
+            if text is None or fitted is None:
+                results[index] = RowResult(None, NULL_INPUT if text is None else SKIPPED)
+                self.observer.row_done(results[index])
+                continue
+            groups.setdefault(None if models is None else models[index], []).append((index, fitted))
+        size = self.settings.embedding_rows_per_request
+        chunks = [
+            (model, members[i : i + size])
+            for model, members in groups.items()
+            for i in range(0, len(members), size)
+        ]
+
+        async def one_chunk(model: str | None, members: list[tuple[int, str]]) -> None:
+            texts = [text for _, text in members]
+            group = await self._send(
+                self._bodies.encode(texts, model), lambda payload: (parse_embeddings(payload, len(texts)), ())
+            )
+            if group.outcome == OK:
+                for position, (index, _) in enumerate(members):
+                    # the group's usage goes to its first row, so sums stay right
+                    results[index] = RowResult(
+                        group.value[position],
+                        OK,
+                        status=group.status,
+                        attempts=group.attempts,
+                        usage=group.usage if position == 0 else None,
+                        latency_s=group.latency_s,
+                    )
+                    self.observer.row_done(results[index])
+                return
+            # One bad row must not null its neighbours: retry the members one by one.
+            for index, text in members:
+                row = await self.call_row(text, model=model)
+                results[index] = row
+                if raise_on_failover and row.outcome == FAILED:
+                    raise RowFailedError(
+                        index, row.error or "unknown error", attempts=row.attempts, status=row.status
+                    )
+
+        await _gather_or_cancel([one_chunk(model, members) for model, members in chunks])
+        return results  # type: ignore[return-value]
+
+    # --- attempts and retries ------------------------------------------------------------------
+    async def _send(
+        self,
+        body: bytes,
+        parse: Callable[[Any], tuple[Any, tuple[str, ...]]],
+        on_backoff: Callable[[], None] | None = None,
+    ) -> RowResult:
+        """One row's attempts; ``on_backoff`` is called before each wait for a retry."""
+        policy, settings, clock = self.spec.retry, self.settings, self._clock
+        attempts, status, deadline, started = 0, None, None, None
+        error: EndpointError | None = None
+        slots = self._slots or self._get_slots()
+        while True:
+            if not slots.take_now():
+                await slots.wait()
+            try:
+                now = clock()
+                if deadline is None:
+                    started = now
+                    deadline = None if settings.row_deadline_s is None else now + settings.row_deadline_s
+                remaining = settings.request_timeout_s if deadline is None else deadline - now
+                attempts += 1
+                self.in_flight += 1
+                session = self._session
+                if session is None or session.closed:
+                    session = self._get_session()
+                try:
+                    reply = await session.post(body, min(settings.request_timeout_s, remaining))
+                    status = reply.status
+                    value, choices = _check_reply(reply, parse, self.spec.api_key)
+                    error = None
+                except EndpointError as exc:
+                    error = exc
+                finally:
+                    self.in_flight -= 1
+                self.observer.request_done(clock() - now, error is None)
+            finally:
+                slots.give_back()
+            if error is None:
+                return RowResult(
+                    value,
+                    OK,
+                    status=status,
+                    attempts=attempts,
+                    usage=parse_usage(reply.payload),
+                    choices=choices,
+                    latency_s=self._clock() - started,
+                )
+            if not error.retryable or attempts >= policy.max_attempts:
+                break
+            delay = delay_before_retry(policy, attempts, error.retry_after)
+            if deadline is not None and self._clock() + delay >= deadline:
+                error = type(error)(
+                    f"{error} (row deadline of {self.settings.row_deadline_s:g} s "
+                    f"reached before retry {attempts})",
+                    retryable=False,
+                    status=error.status,
+                )
+                break
+            self.observer.retry()
+            if on_backoff is not None:
+                on_backoff()
+            await self._sleep(delay)
+        outcome = FAILED if policy.final_action == "FAILOVER" else IGNORED
+        message = self._redact(f"{error} [{self.spec.url}]")
+        if outcome == IGNORED:
+            logger.debug("row ignored after %d attempt(s): %s", attempts, message)
+        return RowResult(
+            None, outcome, error=message, status=status, attempts=attempts, latency_s=self._clock() - started
+        )
+
+    def _redact(self, text: str) -> str:
+        key = self.spec.api_key
+        return text.replace(key, self.spec.masked_key or "***") if key else text
+
+    def _get_slots(self) -> RequestSlots:
+        if self._slots is None:
+            self._slots = RequestSlots(self.settings.max_concurrency)
+        return self._slots
+
+    def _get_session(self) -> HTTPSession:
+        if self._session is None or self._session.closed:
+            self._loop = asyncio.get_running_loop()
+            self._session = open_session(
+                self.spec.url,
+                self.spec.headers,
+                self.settings.max_concurrency,
+                client=self.settings.http_client,
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the HTTP session; call on the loop that made the requests."""
+        if self._session is not None and not self._session.closed:
+            await self._session.aclose()
+        self._session = None
+        self._slots = None
+
+    def close_from_outside(self, timeout_s: float = 5.0) -> None:
+        """Close from a thread other than the engine's loop (Flink's ``close()``).
+
+        If the loop that made the requests still runs, the session is closed on it; if Flink has
+        already stopped it, the session is abandoned without awaiting.
+        """
+        session, loop = self._session, self._loop
+        if session is None or session.closed:
+            return
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout_s)
+                return
+            except Exception:
+                pass
+        session.abandon()
+        self._session = None
+        self._slots = None
+
+
+class _BodyTemplates:
+    """Request bodies as bytes: a constant prefix and suffix around the row's JSON-encoded input.
+
+    The same bytes as ``json.dumps(build_*_body(spec, value, model), ensure_ascii=False)``, but
+    per row only the row's own text is encoded (the body dict and everything constant in it,
+    system prompt included, are encoded once per model). A template is made by encoding the
+    body with a marker in the row's place and splitting around the marker; when the marker does
+    not occur exactly once, or too many per-row models are seen, rows take the generic path.
+    """
+
+    _MARKER = "\x00flink-llm-row\x00"
+    _MAX_MODELS = 64
+
+    def __init__(self, spec: CallSpec) -> None:
+        self.spec = spec
+        self.build = build_chat_body if spec.task == TASK_CHAT else build_embeddings_body
+        self._templates: dict[str | None, tuple[bytes, bytes] | None] = {}
+
+    def encode(self, value: str | list[str], model: str | None) -> bytes:
+        try:
+            template = self._templates[model]
+        except KeyError:
+            template = None
+            if len(self._templates) < self._MAX_MODELS:
+                template = self._templates[model] = self._template(model)
+        if template is None:
+            return json.dumps(self.build(self.spec, value, model), ensure_ascii=False).encode("utf-8")
+        encoded = _json_string(value) if type(value) is str else json.dumps(value, ensure_ascii=False)
+        return template[0] + encoded.encode("utf-8") + template[1]
+
+    def _template(self, model: str | None) -> tuple[bytes, bytes] | None:
+        whole = json.dumps(self.build(self.spec, self._MARKER, model), ensure_ascii=False)
+        marker = json.dumps(self._MARKER, ensure_ascii=False)
+        if whole.count(marker) != 1:
+            return None
+        prefix, _, suffix = whole.partition(marker)
+        return prefix.encode("utf-8"), suffix.encode("utf-8")
+
+
+def _check_reply(
+    reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]], api_key: str | None = None
+):
+    """Turn a reply into (value, choices) or raise the matching ``EndpointError``."""
+    if 200 <= reply.status < 300:
+        try:
+            if not reply.is_json:
+                raise MalformedResponseError("response body is not JSON", retryable=True)
+            return parse(reply.payload)
+        except MalformedResponseError as exc:
+            retryable = is_retryable_status(500, reply.headers)  # only x-should-retry can veto
+            raise MalformedResponseError(
+                f"HTTP {reply.status} with a malformed body: {exc}", retryable=retryable, status=reply.status
+            ) from None
+    # Redact before error_message cuts the body: a cut echo of the key would escape _redact.
+    raw = reply.raw.replace(api_key.encode(), (mask_secret(api_key) or "").encode()) if api_key else reply.raw
+    raise EndpointStatusError(
+        f"HTTP {reply.status}: {error_message(reply.payload, raw)}",
+        retryable=is_retryable_status(reply.status, reply.headers),
+        status=reply.status,
+        retry_after=parse_retry_after(reply.headers),
+    )
+
+
+def _chat_value(payload: Any) -> tuple[str, tuple[str, ...]]:
+    choices = parse_chat_choices(payload)
+    return choices[0], choices
+
+
+def _single_embedding(payload: Any) -> tuple[list[float], tuple[str, ...]]:
+    return parse_embeddings(payload, 1)[0], ()
+
+
+async def _run_on_workers(
+    count: int,
+    row: Callable[[int, Callable[[], None]], Awaitable[RowResult]],
+    workers: int,
+    deadline_s: float | None,
+) -> list[RowResult | None]:
+    """Rows ``0..count-1`` run by at most ``workers`` tasks that take the next row when done.
+
+    Cheaper than a task per row queued for a request slot (no per-row task, future and wake-up):
+    ~30 µs of CPU per row. A row that waits to retry hands its worker's place to a new worker
+    (and its own worker ends with that row), so backoff never idles a slot. The first exception
+    cancels the rest and is raised; rows unfinished at ``deadline_s`` are left None.
+    """
+    results: list[RowResult | None] = [None] * count
+    if count == 0:
+        return results
+    loop = asyncio.get_running_loop()
+    indices = iter(range(count))
+    finished = loop.create_future()
+    running: set[asyncio.Task] = set()
+
+    def spawn() -> None:
+        task = loop.create_task(work())
+        running.add(task)
+        task.add_done_callback(retire)
+
+    def retire(task: asyncio.Task) -> None:
+        running.discard(task)
+        if finished.done():
+            return
+        if not task.cancelled() and task.exception() is not None:
+            finished.set_exception(task.exception())
+        elif not running:
+            finished.set_result(None)
+
+    async def work() -> None:
+        handed_off = False
+
+        def hand_off() -> None:
+            nonlocal handed_off
+            if not handed_off:
+                handed_off = True
+                spawn()
+
+        for index in indices:
+            results[index] = await row(index, hand_off)
+            if handed_off:
+                return
+
+    for _ in range(min(count, workers)):
+        spawn()
+    try:
+        if deadline_s is None:
+            await finished
+        else:
+            await asyncio.wait_for(asyncio.shield(finished), deadline_s)
+    except (asyncio.TimeoutError, TimeoutError):
+        if finished.done() and not finished.cancelled() and finished.exception() is not None:
+            raise finished.exception() from None
+    finally:
+        await _cancel_all(list(running))
+        if not finished.done():
+            finished.cancel()
+        elif not finished.cancelled():
+            finished.exception()  # retrieved: no "never retrieved" warning
+    return results
+
+
+async def _gather_or_cancel(coroutines: list[Awaitable[Any]]) -> list[Any]:
+    """``gather`` that cancels the siblings when one raises, and waits for them to finish."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        await _cancel_all(tasks)
+        raise
+
+
+async def _cancel_all(tasks: list[asyncio.Future]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def usage_total(results: Sequence[RowResult]) -> Usage:
+    """Sum of the token usage over ``results``."""
+    prompt = sum(r.usage.prompt_tokens for r in results if r.usage)
+    completion = sum(r.usage.completion_tokens for r in results if r.usage)
+    return Usage(prompt, completion, prompt + completion)

@@ -1,0 +1,271 @@
+"""The OpenAI wire format, pure: resolve the call at open, build request bodies, parse responses.
+
+Nothing here does I/O except reading the environment and the key file in ``resolve_call``
+(which runs where the call runs, at open).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ._errors import ConfigurationError, InvalidOptionError, MalformedResponseError
+from ._provider import (
+    TASK_CHAT,
+    OpenAICompatProvider,
+    mask_secret,
+    parse_extra_header,
+    parse_stop,
+    task_of_endpoint,
+)
+from ._retry import RetryPolicy
+
+ENV_BASE_URL = "OPENAI_BASE_URL"
+ENV_API_KEY = "OPENAI_API_KEY"
+ENV_API_KEY_FILE = "OPENAI_API_KEY_FILE"
+# An extra option (``**{"api-key-file": path}``, SQL ``ai.api-key-file``) naming a key file: the
+# way to give a cluster job its key through configuration without the key itself in any log.
+KEY_FILE_OPTION = "api-key-file"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage as the server reports it."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    """Everything needed to send one row, resolved once at open from a provider."""
+
+    url: str
+    task: str
+    headers: tuple[tuple[str, str], ...] = field(repr=False)  # holds "Authorization: Bearer <key>"
+    base_body: Mapping[str, Any]
+    system_prompt: str
+    user_prompt: str | None
+    image_input: bool
+    model: str | None
+    max_context_size: int | None
+    context_overflow_action: str
+    retry: RetryPolicy
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def masked_key(self) -> str | None:
+        return mask_secret(self.api_key)
+
+
+def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | None = None) -> CallSpec:
+    """Resolve a provider into a ``CallSpec``: endpoint and key fall back to the environment.
+
+    Raises ``ConfigurationError`` when no endpoint is configured anywhere, or the key file named
+    by ``OPENAI_API_KEY_FILE`` cannot be read.
+    """
+    env = os.environ if environ is None else environ
+    endpoint = provider.endpoint or env.get(ENV_BASE_URL)
+    if not endpoint:
+        raise ConfigurationError(
+            f"no endpoint: set endpoint= on the provider (option key 'endpoint') or {ENV_BASE_URL} "
+            "in the environment where the job runs"
+        )
+    if not provider.endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError(
+                f"{ENV_BASE_URL}={endpoint!r} is not an http(s) URL such as https://api.openai.com/v1"
+            )
+    implied = task_of_endpoint(endpoint)
+    if implied and provider.task and implied != provider.task:
+        raise InvalidOptionError(
+            f"task={provider.task!r} contradicts endpoint {endpoint!r} "
+            f"(from {ENV_BASE_URL}), whose path names the {implied!r} task"
+        )
+    task = provider.task or implied or TASK_CHAT
+    url = endpoint if implied else _append_path(endpoint, task)
+
+    api_key = (
+        provider.api_key
+        or _read_key_file(provider.extra_options.get(KEY_FILE_OPTION), KEY_FILE_OPTION)
+        or env.get(ENV_API_KEY)
+        or _read_key_file(env.get(ENV_API_KEY_FILE), ENV_API_KEY_FILE)
+    )
+    headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
+    if api_key:
+        headers.append(("Authorization", f"Bearer {api_key}"))
+    if provider.extra_header:
+        headers += parse_extra_header(provider.extra_header)
+
+    body: dict[str, Any] = {}
+    if provider.model is not None:
+        body["model"] = provider.model
+    if task == TASK_CHAT:
+        for keyword, api_field in (
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("max_tokens", "max_tokens"),
+            ("presence_penalty", "presence_penalty"),
+            ("n", "n"),
+            ("seed", "seed"),
+        ):
+            value = getattr(provider, keyword)
+            if value is not None:
+                body[api_field] = value
+        if provider.stop is not None:
+            body["stop"] = parse_stop(provider.stop)
+        if provider.response_format is not None:
+            body["response_format"] = {"type": provider.response_format}
+    else:
+        body["encoding_format"] = "float"
+        if provider.dimension is not None:
+            body["dimensions"] = provider.dimension
+    if provider.extra_body:
+        body.update(json.loads(provider.extra_body))
+
+    return CallSpec(
+        url=url,
+        task=task,
+        headers=tuple(headers),
+        base_body=body,
+        system_prompt=provider.system_prompt,
+        user_prompt=provider.user_prompt or None,
+        image_input=provider.content_type == "IMAGE_URL",
+        model=provider.model,
+        max_context_size=provider.max_context_size,
+        context_overflow_action=provider.context_overflow_action,
+        retry=RetryPolicy.from_provider_values(
+            provider.error_handling_strategy,
+            provider.retry_num,
+            provider.retry_backoff_strategy,
+            provider.retry_backoff_base_interval,
+            provider.retry_fallback_strategy,
+        ),
+        api_key=api_key or None,
+    )
+
+
+def _append_path(base_url: str, task: str) -> str:
+    """``https://h/v1?x=1`` + ``chat/completions`` -> ``https://h/v1/chat/completions?x=1``."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + task))
+
+
+def _read_key_file(path: str | None, source: str) -> str | None:
+    """The key in the file at ``path`` (read where the call runs); ``source`` names the setting."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            key = handle.read().strip()
+    except OSError as exc:
+        raise ConfigurationError(f"{source}={path!r} cannot be read: {exc.strerror}") from None
+    if not key:
+        raise ConfigurationError(f"{source}={path!r} is empty")
+    return key
+
+
+def build_chat_body(spec: CallSpec, text: str, model: str | None = None) -> dict[str, Any]:
+    """The chat/completions body for one row: system, the row as user content, then user_prompt."""
+    messages: list[dict[str, Any]] = []
+    if spec.system_prompt:
+        messages.append({"role": "system", "content": spec.system_prompt})
+    if spec.image_input:
+        messages.append({"role": "user", "content": [{"type": "image_url", "image_url": {"url": text}}]})
+    else:
+        messages.append({"role": "user", "content": text})
+    if spec.user_prompt:
+        messages.append({"role": "user", "content": spec.user_prompt})
+    body = dict(spec.base_body)
+    if model is not None:
+        body["model"] = model
+    body["messages"] = messages
+    return body
+
+
+def build_embeddings_body(spec: CallSpec, texts: str | list[str], model: str | None = None) -> dict[str, Any]:
+    """The embeddings body for one row (a string) or several rows (a list, one vector each)."""
+    body = dict(spec.base_body)
+    if model is not None:
+        body["model"] = model
+    body["input"] = texts
+    return body
+
+
+def parse_usage(payload: Mapping[str, Any]) -> Usage | None:
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt = _int_or_zero(usage.get("prompt_tokens"))
+    completion = _int_or_zero(usage.get("completion_tokens"))
+    total = _int_or_zero(usage.get("total_tokens")) or prompt + completion
+    return Usage(prompt, completion, total)
+
+
+def parse_chat_choices(payload: Any) -> tuple[str, ...]:
+    """The content of every choice, in index order; raises ``MalformedResponseError`` otherwise."""
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponseError("response has no 'choices' list", retryable=True)
+    if len(choices) == 1:  # the common case, without the sort
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str) and isinstance(choice.get("index", 0), int):
+            return (content,)
+    indexes = [c.get("index", 0) if isinstance(c, dict) else 0 for c in choices]
+    if not all(isinstance(i, int) for i in indexes):
+        raise MalformedResponseError("a choice has a non-integer 'index'", retryable=True)
+    ordered = [c for _, _, c in sorted(zip(indexes, range(len(choices)), choices, strict=True))]
+    contents = []
+    for choice in ordered:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if content is None and isinstance(message, dict) and "content" in message:
+            content = ""  # a refusal or tool call: no text, but a well-formed answer
+        if not isinstance(content, str):
+            raise MalformedResponseError("a choice has no 'message.content' string", retryable=True)
+        contents.append(content)
+    return tuple(contents)
+
+
+def parse_embeddings(payload: Any, expected: int) -> list[list[float]]:
+    """One vector per input, in input order; raises ``MalformedResponseError`` otherwise."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list) or len(data) != expected:
+        raise MalformedResponseError(f"response 'data' should hold {expected} embedding(s)", retryable=True)
+    vectors: list[list[float] | None] = [None] * expected
+    for position, item in enumerate(data):
+        index = item.get("index", position) if isinstance(item, dict) else None
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < expected or not isinstance(vector, list):
+            raise MalformedResponseError("an embedding item has no valid 'index'/'embedding'", retryable=True)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector):
+            raise MalformedResponseError("an embedding holds a value that is not a number", retryable=True)
+        vectors[index] = [float(x) for x in vector]
+    if any(v is None for v in vectors):
+        raise MalformedResponseError("response repeats an embedding index", retryable=True)
+    return vectors  # type: ignore[return-value]
+
+
+def error_message(payload: Any, raw: bytes, limit: int = 300) -> str:
+    """The API's own error message from an error body, or the start of the raw body."""
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            code = error.get("code")
+            return f"{error['message']}" + (f" (code {code})" if code else "")
+        if isinstance(error, str):
+            return error
+    text = raw[:limit].decode("utf-8", errors="replace").strip()
+    return text or "empty body"
+
+
+def _int_or_zero(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,0 +1,165 @@
+"""Vectorized (Pandas) scalar UDFs: each Arrow batch fans out through the engine.
+
+``ai_complete_udf(provider)`` is STRING -> STRING, ``ai_embed_udf(provider)`` is
+STRING -> ARRAY<FLOAT>, ``ai_complete_result_udf(provider)`` returns a ROW with the value and
+the row's outcome for dead-letter routing. An optional second argument overrides the model per
+call (``ai_complete(review, 'gpt-4o-mini')``); a literal arrives as a scalar and is broadcast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyflink.table import DataTypes
+from pyflink.table.udf import ScalarFunction, udf
+
+from .._batch import BlockingEngine
+from .._engine import EngineSettings
+from .._provider import TASK_EMBEDDINGS, OpenAICompatProvider
+from .._results import RowResult
+from ..job_parameters import DEFAULT_PREFIX
+from ._function_setup import PicklesWithoutEngine, resolve_configuration
+from ._gauges import FlinkMetrics
+
+RESULT_FIELDS = ("value", "error", "status", "attempts", "prompt_tokens", "completion_tokens")
+
+
+def result_row_type():
+    """``ai_complete_result``'s type: ROW<value STRING, error STRING, status INT, attempts INT,
+    prompt_tokens BIGINT, completion_tokens BIGINT>."""
+    return DataTypes.ROW(
+        [
+            DataTypes.FIELD("value", DataTypes.STRING()),
+            DataTypes.FIELD("error", DataTypes.STRING()),
+            DataTypes.FIELD("status", DataTypes.INT()),
+            DataTypes.FIELD("attempts", DataTypes.INT()),
+            DataTypes.FIELD("prompt_tokens", DataTypes.BIGINT()),
+            DataTypes.FIELD("completion_tokens", DataTypes.BIGINT()),
+        ]
+    )
+
+
+def _as_list(column: Any, length: int) -> list[Any]:
+    """A Pandas column (or a broadcast literal) as a list with None for NULL."""
+    if column is None:
+        return [None] * length
+    if not hasattr(column, "tolist"):
+        return [column] * length  # a literal argument arrives as a scalar
+    return [None if v is None or v != v else v for v in column.tolist()]  # NaN -> None
+
+
+class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
+    """The Pandas scalar function behind ``ai_complete_udf`` / ``ai_embed_udf`` / ``..._result_udf``.
+
+    ``output`` is ``"value"`` (the answer, NULL on an ignored failure) or ``"result"`` (a ROW
+    with the outcome). The engine (aiohttp session, loop thread) is created at ``open`` and
+    reused for every batch of the subtask.
+    """
+
+    def __init__(
+        self,
+        provider: OpenAICompatProvider | None = None,
+        settings: EngineSettings | None = None,
+        *,
+        output: str = "value",
+        prefix: str | tuple[str, ...] = DEFAULT_PREFIX,
+        task: str | None = None,
+    ) -> None:
+        self._provider = provider
+        self._settings = settings
+        self._output = output
+        self._prefix = prefix
+        self._task = task
+        self._engine: BlockingEngine | None = None
+        self.metrics: FlinkMetrics | None = None
+
+    def open(self, function_context) -> None:
+        provider, settings = resolve_configuration(
+            function_context, self._provider, self._settings, self._prefix
+        )
+        if self._task is not None and provider.task != self._task:
+            provider = provider.replace(task=self._task)
+        self.metrics = FlinkMetrics(function_context.get_metric_group())
+        self._engine = BlockingEngine(provider, settings, observer=self.metrics)
+
+    def eval(self, texts, models=None):
+        import pandas as pd
+
+        inputs = _as_list(texts, len(texts))
+        model_list = None if models is None else _as_list(models, len(inputs))
+        results = self._engine.run_batch(inputs, model_list)
+        if self._output == "result":
+            return pd.DataFrame([_result_tuple(r) for r in results], columns=list(RESULT_FIELDS))
+        return pd.Series([r.value for r in results], dtype=object)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+def _result_tuple(result: RowResult) -> tuple:
+    usage = result.usage
+    return (
+        result.value,
+        result.error,
+        result.status,
+        result.attempts,
+        None if usage is None else usage.prompt_tokens,
+        None if usage is None else usage.completion_tokens,
+    )
+
+
+def ai_complete_udf(
+    provider: OpenAICompatProvider | None = None,
+    settings: EngineSettings | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    name: str | None = None,
+):
+    """A Pandas UDF STRING [, model STRING] -> STRING answering each row with the chat model.
+
+    ``provider=None`` reads options from the job parameters under ``prefix`` at open.
+    """
+    return udf(
+        LLMPandasFunction(provider, settings, prefix=prefix),
+        result_type=DataTypes.STRING(),
+        func_type="pandas",
+        name=name,
+    )
+
+
+def ai_complete_result_udf(
+    provider: OpenAICompatProvider | None = None,
+    settings: EngineSettings | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    name: str | None = None,
+):
+    """Like ``ai_complete_udf`` but returns ``result_row_type()``: value plus the row's outcome.
+
+    A failed row under IGNORE has a NULL value and its error, HTTP status and attempts filled in,
+    ready to route to a dead-letter table.
+    """
+    return udf(
+        LLMPandasFunction(provider, settings, output="result", prefix=prefix),
+        result_type=result_row_type(),
+        func_type="pandas",
+        name=name,
+    )
+
+
+def ai_embed_udf(
+    provider: OpenAICompatProvider | None = None,
+    settings: EngineSettings | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    name: str | None = None,
+):
+    """A Pandas UDF STRING [, model STRING] -> ARRAY<FLOAT> with the row's embedding."""
+    return udf(
+        LLMPandasFunction(provider, settings, prefix=prefix, task=TASK_EMBEDDINGS),
+        result_type=DataTypes.ARRAY(DataTypes.FLOAT()),
+        func_type="pandas",
+        name=name,
+    )

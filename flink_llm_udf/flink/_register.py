@@ -1,0 +1,54 @@
+"""One call that registers every function on a TableEnvironment, with settings that suit them."""
+
+from __future__ import annotations
+
+from .._engine import EngineSettings
+from .._provider import OpenAICompatProvider
+from ..job_parameters import DEFAULT_PREFIX
+from ._async_scalar import ai_complete_async_udf, ai_embed_async_udf
+from ._function_setup import declared_settings, global_job_parameters
+from ._pandas_udf import ai_complete_result_udf, ai_complete_udf, ai_embed_udf
+from ._tuning import apply_recommended_settings
+
+EMBED_PREFIXES = (DEFAULT_PREFIX + "embed.", DEFAULT_PREFIX)
+
+
+def register_functions(
+    table_env,
+    provider: OpenAICompatProvider | None = None,
+    *,
+    embedding_provider: OpenAICompatProvider | None = None,
+    settings: EngineSettings | None = None,
+    names_prefix: str = "",
+    apply_settings: bool = True,
+) -> list[str]:
+    """Register ``ai_complete``, ``ai_complete_result``, ``ai_complete_async``, ``ai_embed`` and
+    ``ai_embed_async`` as temporary system functions; return their names.
+
+    Without a provider the functions read ``ai.*`` job parameters at open (embeddings prefer
+    ``ai.embed.*``). ``apply_settings`` sets ``recommended_settings`` where the user has not,
+    sized by ``settings`` or else by the ``ai.max-concurrency`` job parameter set so far.
+    """
+    if apply_settings:
+        declared = declared_settings(_job_parameters(table_env), settings)
+        apply_recommended_settings(table_env, declared.max_concurrency)
+    embed_provider = embedding_provider or provider
+    functions = {
+        "ai_complete": ai_complete_udf(provider, settings),
+        "ai_complete_result": ai_complete_result_udf(provider, settings),
+        "ai_complete_async": ai_complete_async_udf(provider, settings),
+        "ai_embed": ai_embed_udf(embed_provider, settings, prefix=EMBED_PREFIXES),
+        "ai_embed_async": ai_embed_async_udf(embed_provider, settings, prefix=EMBED_PREFIXES),
+    }
+    names = []
+    for name, function in functions.items():
+        table_env.create_temporary_system_function(names_prefix + name, function)
+        names.append(names_prefix + name)
+    return names
+
+
+def _job_parameters(table_env) -> dict[str, str]:
+    try:
+        return global_job_parameters(table_env.get_config()._j_table_config)
+    except AttributeError:  # not a PyFlink TableEnvironment: size from the defaults
+        return {}

@@ -1,0 +1,274 @@
+"""One bench case in a fresh process: ``python -m flink_llm_udf.tools.bench.child SPEC_JSON``.
+
+A fresh process per case keeps the measurements apart: its own JVM (the local mini-cluster),
+its own Python worker (which runs inside this process in local "loopback" mode) and its own
+``ru_maxrss``. Progress goes to stdout as JSON lines prefixed with ``@bench``:
+``submit`` (just before the job, or the engine run, starts) and ``done`` (with this process's
+CPU time, peak RSS, and the per-row latencies of a latency case) or ``error``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from typing import Any
+
+from .plan import CHAT, DS_ORDERED, DS_UNORDERED, ENGINE, ENGINE_CPU, LATENCY, NAIVE, PANDAS, SQL_ASYNC, Case
+
+PREFIX = "@bench "
+MODEL = {CHAT: "sim-model", "embeddings": "sim-embed"}
+_TEXT = ": the parcel arrived on time and the blender works well, but the lid is loose."
+TEXT_SQL = f"CONCAT('Summarise review #', CAST(id AS STRING), '{_TEXT}')"
+# Latency cases stamp each row where datagen makes it (a random TIMESTAMP_LTZ with no "past"
+# is the generation time) and carry it as a UTC string: PyFlink cannot hand over an Instant.
+STAMP_SQL = "DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss.SSS')"
+STAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def text_of(i: int) -> str:
+    """The prompt of row ``i`` (the same text the SQL sources build)."""
+    return f"Summarise review #{i}{_TEXT}"
+
+
+def emit(event: str, **fields: Any) -> None:
+    print(PREFIX + json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the case in ``spec`` (``case``, ``base_url``, ``flink_conf``); return the done fields."""
+    case = Case(**spec["case"])
+    if case.entry == ENGINE:
+        return _run_engine(case, spec)
+    return _run_flink(case, spec)
+
+
+def _api_task(case: Case) -> str:
+    from flink_llm_udf._provider import TASK_CHAT, TASK_EMBEDDINGS
+
+    return TASK_CHAT if case.task == CHAT else TASK_EMBEDDINGS
+
+
+def provider_for(case: Case, base_url: str):
+    """The provider a case's engine calls ``base_url`` with."""
+    from flink_llm_udf._provider import OpenAICompatProvider
+
+    return OpenAICompatProvider(endpoint=base_url, model=MODEL[case.task], task=_api_task(case))
+
+
+def _settings(case: Case):
+    from flink_llm_udf._engine import EngineSettings
+
+    return EngineSettings(max_concurrency=case.concurrency, embedding_rows_per_request=case.rows_per_request)
+
+
+# --- the engine alone ------------------------------------------------------------------------
+ENGINE_CPU_RUNS = 3
+
+
+def _run_engine(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
+    from flink_llm_udf._batch import BlockingEngine
+
+    texts = [text_of(i) for i in range(1, case.rows + 1)]
+    with BlockingEngine(provider_for(case, spec["base_url"]), _settings(case)) as engine:
+        extra: dict[str, Any] = {}
+        if case.kind == ENGINE_CPU:
+            engine.run_batch(texts[:500])  # warm: connections open, code paths hot
+        emit("submit")
+        runs = []  # engine CPU: the median of three runs (this VM's run-to-run noise is ~±15 %)
+        for _ in range(ENGINE_CPU_RUNS if case.kind == ENGINE_CPU else 1):
+            cpu, wall = time.process_time(), time.perf_counter()
+            results = engine.run_batch(texts, raise_on_failover=False)
+            runs.append((time.process_time() - cpu, time.perf_counter() - wall))
+        if case.kind == ENGINE_CPU:
+            cpu, wall = sorted(runs)[len(runs) // 2]
+            extra = {
+                "run_batch_cpu_s": cpu,
+                "run_batch_wall_s": wall,
+                "run_batch_cpu_s_all": [round(c, 4) for c, _ in runs],
+            }
+    return {"rows_ok": sum(r.ok for r in results), **extra}
+
+
+# --- Flink jobs ------------------------------------------------------------------------------
+def _flink_conf(case: Case, spec: dict[str, Any]) -> dict[str, str]:
+    from flink_llm_udf.flink._tuning import recommended_settings
+
+    # PyFlink's DataStream side does not set python.executable for a local run: Flink would run
+    # `python` from PATH (maybe without pyflink) to locate its scripts, even in loopback mode.
+    conf = {
+        "parallelism.default": "1",
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        "table.local-time-zone": "UTC",
+    }
+    conf.update(recommended_settings(case.concurrency))
+    for key, value in (spec.get("flink_conf") or {}).items():
+        conf[key] = per_concurrency(value, case.concurrency)
+    return conf
+
+
+def per_concurrency(value: str, concurrency: int) -> str:
+    """``"160*C"`` becomes 160 times the case's concurrency; other values stay as they are."""
+    factor, sep, name = value.partition("*")
+    if sep and name.strip() == "C":
+        try:
+            return str(int(float(factor) * concurrency))
+        except ValueError:
+            pass
+    return value
+
+
+def _configuration(conf: dict[str, str]):
+    from pyflink.common import Configuration
+
+    configuration = Configuration()
+    for key, value in conf.items():
+        configuration.set_string(key, value)
+    return configuration
+
+
+def _source_ddl(case: Case) -> str:
+    rate = int(case.rows_per_second or 10_000_000)  # datagen's default (10,000/s) would cap a case
+    ts = ", ts TIMESTAMP_LTZ(3)" if case.kind == LATENCY else ""
+    ts_opts = ", 'fields.ts.kind' = 'random', 'fields.ts.max-past' = '0 ms'" if ts else ""
+    return (
+        f"CREATE TEMPORARY TABLE src (id BIGINT{ts}) WITH ('connector' = 'datagen', "
+        f"'fields.id.kind' = 'sequence', 'fields.id.start' = '1', "
+        f"'fields.id.end' = '{case.rows}', 'rows-per-second' = '{rate}'{ts_opts})"
+    )
+
+
+def _run_flink(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
+    conf = _flink_conf(case, spec)
+    if case.entry in (DS_UNORDERED, DS_ORDERED):
+        return _run_datastream(case, spec, conf)
+    return _run_table(case, spec, conf)
+
+
+def _table_function(case: Case, spec: dict[str, Any]):
+    from flink_llm_udf.flink import ai_complete_async_udf, ai_complete_udf, ai_embed_udf
+
+    from .naive import naive_complete_udf
+
+    provider, settings = provider_for(case, spec["base_url"]), _settings(case)
+    if case.entry == NAIVE:
+        return naive_complete_udf(spec["base_url"], MODEL[CHAT])
+    if case.entry == SQL_ASYNC:
+        return ai_complete_async_udf(provider, settings)
+    if case.entry == PANDAS:
+        return ai_complete_udf(provider, settings) if case.task == CHAT else ai_embed_udf(provider, settings)
+    raise ValueError(f"no table function for entry {case.entry!r}")
+
+
+def _run_table(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> dict[str, Any]:
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    settings = (
+        EnvironmentSettings.new_instance()
+        .in_streaming_mode()
+        .with_configuration(_configuration(conf))
+        .build()
+    )
+    t_env = TableEnvironment.create(settings)
+    t_env.create_temporary_function("llm", _table_function(case, spec))
+    t_env.execute_sql(_source_ddl(case))
+    if case.kind == LATENCY:
+        table = t_env.sql_query(f"SELECT {STAMP_SQL} AS ts, llm({TEXT_SQL}) AS v FROM src")
+        emit("submit")
+        return _collect_latencies(table.execute().collect(), lambda row: (row[0], row[1]))
+    value_type = "STRING" if case.task == CHAT else "ARRAY<FLOAT>"
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE sink (v {value_type}) WITH ('connector' = 'blackhole')")
+    emit("submit")
+    t_env.execute_sql(f"INSERT INTO sink SELECT llm({TEXT_SQL}) FROM src").wait()
+    return {}
+
+
+def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> dict[str, Any]:
+    from pyflink.common import Types
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.datastream.connectors import Sink
+    from pyflink.java_gateway import get_gateway
+
+    from flink_llm_udf.flink import LLMAsyncFunction, apply_llm
+
+    env = StreamExecutionEnvironment.get_execution_environment(_configuration(conf))
+    env.set_parallelism(1)
+    provider, settings = provider_for(case, spec["base_url"]), _settings(case)
+    ordered = case.entry == DS_ORDERED
+    capacity = spec.get("ds_capacity")
+    capacity = int(per_concurrency(capacity, case.concurrency)) if capacity else None
+    if case.kind == LATENCY:
+        from pyflink.table import StreamTableEnvironment
+
+        t_env = StreamTableEnvironment.create(env)
+        t_env.execute_sql(_source_ddl(case))
+        rows = t_env.to_data_stream(t_env.sql_query(f"SELECT id, {STAMP_SQL} AS ts FROM src"))
+        function = LLMAsyncFunction(provider, settings, text_of=_row_text, key_of=_row_stamp)
+        out = apply_llm(rows, function, ordered=ordered, capacity=capacity, task=_api_task(case))
+        emit("submit")
+        return _collect_latencies(out.execute_and_collect(), lambda row: (row[0], row[2]))
+    texts = env.from_collection([text_of(i) for i in range(1, case.rows + 1)], type_info=Types.STRING())
+    out = apply_llm(
+        texts, LLMAsyncFunction(provider, settings), ordered=ordered, capacity=capacity, task=_api_task(case)
+    )
+    discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
+    out.sink_to(Sink(discard))
+    emit("submit")
+    env.execute(f"bench {case.name}")
+    return {}
+
+
+def _row_text(row) -> str:
+    return text_of(row[0])
+
+
+def _row_stamp(row) -> str:
+    return row[1]
+
+
+def _epoch_s(stamp: str) -> float:
+    """Seconds since the epoch of a ``STAMP_SQL`` string (UTC)."""
+    return dt.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def _collect_latencies(iterator, stamp_and_value) -> dict[str, Any]:
+    """Arrival time minus generation stamp of every collected row; counts rows without a value."""
+    latencies_ms, rows_ok = [], 0
+    with iterator as rows:
+        for row in rows:
+            arrived = time.time()
+            stamp, value = stamp_and_value(row)
+            latencies_ms.append(1000.0 * (arrived - _epoch_s(stamp)))
+            rows_ok += value is not None
+    return {"latencies_ms": latencies_ms, "rows_ok": rows_ok}
+
+
+def _summary(exc: BaseException) -> str:
+    """First line of the error plus the root cause of a Java exception (its last "Caused by")."""
+    text = str(exc)
+    causes = [line.strip() for line in text.splitlines() if line.strip().startswith("Caused by:")]
+    head = text.strip().splitlines()[0] if text.strip() else ""
+    return (f"{type(exc).__name__}: {head}" + (f" ... {causes[-1]}" if causes else ""))[:1000]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    spec = json.loads(args[0])
+    try:
+        fields = run(spec)
+    except BaseException as exc:
+        traceback.print_exc()  # the whole story goes to the case's log
+        emit("error", message=_summary(exc))
+        return 1
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    emit("done", cpu_s=usage.ru_utime + usage.ru_stime, maxrss_kb=usage.ru_maxrss, pid=os.getpid(), **fields)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

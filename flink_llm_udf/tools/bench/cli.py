@@ -1,0 +1,287 @@
+"""``flink-llm bench``: argument parsing and the run loop (one child process per case)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .plan import ENTRY_POINTS, LATENCY, NAIVE, REPLAY, Case, build_plan, with_rows_scaled
+from .report import SCHEMA, add_baseline_ratios, case_record, progress_line, table, targets
+
+CPU_ACCOUNTING = (
+    "cpu_us_per_row.python: CPU seconds (user + system, all threads) of the Python processes of "
+    "the case's process tree over the steady-state window, per row. In local mode that is the "
+    "child process that builds the job (mostly idle then) and hosts the Python worker (Beam "
+    "harness, Arrow/pickle coders, our engine and its event-loop thread); in process mode the "
+    "worker processes the JVM starts are added. cpu_us_per_row.jvm: the same for the "
+    "mini-cluster JVM (source, Python operator's Java half, gRPC, sink). The simulator is a "
+    "separate process and is not counted. peak_rss_mb: max RSS seen (and ru_maxrss for the "
+    "Python child)."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flink-llm bench",
+        description="Benchmark every entry point against the simulator: rows/s in steady state, "
+        "ratio to the C/L limit and to a naive baseline, CPU per row, peak memory, "
+        "and end-to-end latency at a low input rate. Writes bench.json, bench.png "
+        "and bench.txt into --out (plus logs/ and timelines/ per case).",
+    )
+    parser.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="C=64 only, fewer rows and variants (every entry point once); < 3 min",
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=100.0, help="simulator latency L per request (default: 100)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_int_list,
+        default=None,
+        metavar="C,C,...",
+        help="concurrency levels (default: 16,64,256; quick: 64)",
+    )
+    parser.add_argument(
+        "--entries",
+        type=_entry_list,
+        default=None,
+        metavar="E,E,...",
+        help=f"only these entry points (of {', '.join(ENTRY_POINTS)})",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="SUBSTRING",
+        help="only cases whose name contains SUBSTRING (repeat with commas)",
+    )
+    parser.add_argument(
+        "--rows-scale",
+        type=float,
+        default=1.0,
+        help="multiply every throughput case's row count (default: 1)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="flink_conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Flink configuration for every Flink case, over recommended_settings(C); "
+        "a value N*C means N times the case's concurrency",
+    )
+    parser.add_argument(
+        "--ds-capacity",
+        default=None,
+        metavar="N|N*C",
+        help="capacity of the DataStream async operator (default: apply_llm's, 2*C)",
+    )
+    parser.add_argument(
+        "--worker-mode",
+        choices=("loopback", "process"),
+        default="loopback",
+        help="local Python workers in the client process (Flink's local default) or in separate processes",
+    )
+    parser.add_argument("--poll-s", type=float, default=0.2, help="sampling interval (default: 0.2)")
+    return parser
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: concurrency levels must be >= 1")
+    return values
+
+
+def _entry_list(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = sorted(set(values) - set(ENTRY_POINTS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown entry point(s) {', '.join(unknown)}; known: {', '.join(ENTRY_POINTS)}"
+        )
+    return values
+
+
+def _conf_pairs(pairs: list[str]) -> dict[str, str]:
+    conf = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"flink-llm bench: --set wants KEY=VALUE, got {pair!r}")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def timeout_for(case: Case, latency_ms: float) -> float:
+    """Generous wall-clock budget for one case: start-up plus the run at a fifth of the limit."""
+    if case.kind == LATENCY:
+        return 120.0 + 3 * case.rows / (case.rows_per_second or 1)
+    concurrency = 1 if case.entry == NAIVE else case.concurrency
+    per_second = concurrency * case.rows_per_request * 1000.0 / max(latency_ms, 1.0)
+    return 120.0 + 5 * case.rows / per_second
+
+
+def _write_timeline(path: Path, run) -> None:
+    """The case's raw samples (t since the child started, requests, CPU s python, CPU s jvm)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    events = {name: round(event["t"] - run.started, 3) for name, event in run.events.items()}
+    samples = [[round(t - run.started, 3), int(n), round(p, 3), round(j, 3)] for t, n, p, j in run.samples]
+    path.write_text(json.dumps({"events": events, "samples": samples}) + "\n", encoding="utf-8")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("apache-flink", "aiohttp", "pandas", "pyarrow"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+@contextlib.contextmanager
+def _endpoint_for(case: Case, sim: Any) -> Iterator[str]:
+    """The URL ``case`` calls: the simulator's, or a replay of one simulator reply."""
+    if case.endpoint != REPLAY:
+        yield sim.base_url
+        return
+    from flink_llm_udf._wire import build_chat_body, resolve_call
+
+    from .child import provider_for, text_of
+    from .replay import ReplayServer, record_reply
+
+    spec = resolve_call(provider_for(case, sim.base_url))  # the request the case's engine sends
+    with ReplayServer(record_reply(spec.url, build_chat_body(spec, text_of(1)))) as replay:
+        yield replay.base_url
+    sim.reset()  # the recording request is not the case's
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from flink_llm_udf.simulator import SimulatorConfig, SimulatorProcess
+
+    from .measure import run_child
+    from .plot import plot
+
+    flink_conf = _conf_pairs(args.flink_conf)
+    from .child import per_concurrency
+
+    batch_override = flink_conf.get("python.fn-execution.arrow.batch.size")
+    cases = build_plan(
+        quick=args.quick,
+        latency_ms=args.latency_ms,
+        concurrencies=args.concurrency,
+        entries=args.entries,
+        batch_size=None if batch_override is None else (lambda c: int(per_concurrency(batch_override, c))),
+    )
+    if args.only:
+        wanted = [w for w in args.only.split(",") if w]
+        cases = [c for c in cases if any(w in c.name for w in wanted)]
+    if args.rows_scale != 1.0:
+        cases = with_rows_scaled(cases, args.rows_scale)
+    if not cases:
+        print("flink-llm bench: nothing to run", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["_python_worker_execution_mode"] = args.worker_mode  # read by PyFlink's local executor
+    started, load_start = time.time(), os.getloadavg()
+    print(
+        f"flink-llm bench: {len(cases)} cases, L = {args.latency_ms:g} ms, load {load_start[0]:.2f}; "
+        f"logs in {out / 'logs'}",
+        file=sys.stderr,
+    )
+    records: list[dict[str, Any]] = []
+    with SimulatorProcess(SimulatorConfig(latency_ms=args.latency_ms)) as sim:
+        for index, case in enumerate(cases, 1):
+            latency = args.latency_ms if case.latency_ms is None else case.latency_ms
+            sim.update(
+                latency_ms=latency, tail_fraction=case.tail_fraction, tail_multiplier=case.tail_multiplier
+            )
+            sim.reset()
+            load_before = os.getloadavg()[0]
+            with _endpoint_for(case, sim) as base_url:
+                run = run_child(
+                    case,
+                    sim,
+                    flink_conf=flink_conf,
+                    log_dir=out / "logs",
+                    timeout_s=timeout_for(case, latency),
+                    env=env,
+                    interval=args.poll_s,
+                    ds_capacity=args.ds_capacity,
+                    base_url=base_url,
+                )
+            record = case_record(case, run, sim.stats(), latency, (load_before, os.getloadavg()[0]))
+            records.append(record)
+            _write_timeline(out / "timelines" / f"{case.name}.json", run)
+            print(progress_line(index, len(cases), record), file=sys.stderr, flush=True)
+    baseline = add_baseline_ratios(records)
+    doc = {
+        "schema": SCHEMA,
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "quick": args.quick,
+        "latency_ms": args.latency_ms,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_start": [round(v, 2) for v in load_start],
+            "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+            **_versions(),
+        },
+        "settings": {
+            "flink_conf_overrides": flink_conf,
+            "worker_mode": args.worker_mode,
+            "ds_capacity": args.ds_capacity or "apply_llm default (2*C)",
+            "flink_conf_base": "parallelism.default=1 + recommended_settings(C)",
+            "poll_s": args.poll_s,
+        },
+        "cpu_accounting": CPU_ACCOUNTING,
+        "baseline_rows_per_s": baseline,
+        "results": records,
+        "targets": targets(records),
+        "total_wall_s": round(time.time() - started, 1),
+    }
+    (out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    text = table(records)
+    summary = "\n".join(
+        f"{'met ' if t['met'] else 'MISS'} {t['target']}: {t['value']}" for t in doc["targets"]
+    )
+    (out / "bench.txt").write_text(
+        f"load average start {doc['machine']['loadavg_start']} end {doc['machine']['loadavg_end']}\n"
+        f"{text}\n\n{summary}\n",
+        encoding="utf-8",
+    )
+    plot(
+        records,
+        args.latency_ms,
+        out / "bench.png",
+        title=f"flink-llm bench, L = {args.latency_ms:g} ms, parallelism 1 (load {load_start[0]:.1f})",
+    )
+    print(text)
+    print(summary)
+    print(
+        f"wrote {out / 'bench.json'}, {out / 'bench.png'}, {out / 'bench.txt'} "
+        f"in {doc['total_wall_s']:.0f} s",
+        file=sys.stderr,
+    )
+    return 0 if all(r["ok"] for r in records) else 1

@@ -1,0 +1,182 @@
+"""Run one case in a child process and watch it from outside.
+
+While the child runs, a sampler polls the simulator's request counter and the CPU time and
+RSS of the child's process tree (the child Python process, which hosts the Flink client and,
+in local loopback mode, the Python worker; the JVM it launched; any Python worker processes
+the JVM launched in process mode). Sampling from outside keeps the cost of watching out of
+the measured processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .. import PACKAGE_PARENT
+from .child import PREFIX
+from .plan import Case
+
+POLL_S = 0.2
+
+
+@dataclass
+class ChildRun:
+    """What watching one child produced."""
+
+    started: float
+    ended: float = 0.0
+    returncode: int | None = None
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    samples: list[tuple[float, float, float, float]] = field(default_factory=list)
+    peak_rss_python: int = 0
+    peak_rss_jvm: int = 0
+    timed_out: bool = False
+    sampler_errors: int = 0
+
+
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return [root]
+
+
+def _is_jvm(process: psutil.Process) -> bool:
+    try:
+        return "java" in process.name().lower()
+    except psutil.Error:
+        return False
+
+
+class _Sampler(threading.Thread):
+    def __init__(self, run: ChildRun, pid: int, sim: Any, interval: float) -> None:
+        super().__init__(name="bench-sampler", daemon=True)
+        self.run_ = run
+        self.root = psutil.Process(pid)
+        self.sim = sim
+        self.interval = interval
+        self.stop = threading.Event()
+        self._cpu: dict[int, tuple[bool, float]] = {}  # pid -> (is_jvm, last CPU seconds)
+
+    def sample(self) -> None:
+        for process in _tree(self.root):
+            try:
+                with process.oneshot():
+                    times = process.cpu_times()
+                    rss = process.memory_info().rss
+                    jvm = self._cpu[process.pid][0] if process.pid in self._cpu else _is_jvm(process)
+            except psutil.Error:
+                continue  # gone: its last CPU reading stays counted
+            self._cpu[process.pid] = (jvm, times.user + times.system)
+            if jvm:
+                self.run_.peak_rss_jvm = max(self.run_.peak_rss_jvm, rss)
+            else:
+                self.run_.peak_rss_python = max(self.run_.peak_rss_python, rss)
+        try:
+            requests = self.sim.stats()["requests_total"]
+        except Exception:
+            self.run_.sampler_errors += 1
+            return
+        now = time.time()
+        python = sum(cpu for jvm, cpu in self._cpu.values() if not jvm)
+        jvm_cpu = sum(cpu for jvm, cpu in self._cpu.values() if jvm)
+        self.run_.samples.append((now, float(requests), python, jvm_cpu))
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(self.interval)
+
+
+def run_child(
+    case: Case,
+    sim: Any,
+    *,
+    flink_conf: dict[str, str],
+    log_dir: Path,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+    interval: float = POLL_S,
+    ds_capacity: str | None = None,
+    base_url: str | None = None,
+) -> ChildRun:
+    """Run ``case`` in ``python -m flink_llm_udf.tools.bench.child`` and sample it until it exits.
+
+    The child calls ``base_url`` (default: the simulator's)."""
+    spec = {
+        "case": case.to_dict(),
+        "base_url": base_url or sim.base_url,
+        "flink_conf": flink_conf,
+        "ds_capacity": ds_capacity,
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    child_env = dict(os.environ if env is None else env)
+    # Flink writes local logs under site-packages without FLINK_LOG_DIR.
+    child_env.setdefault("FLINK_LOG_DIR", str(log_dir))
+    root = str(PACKAGE_PARENT)
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, child_env.get("PYTHONPATH", "")) if p)
+    log_path = log_dir / f"{case.name}.log"
+    run = ChildRun(started=time.time())
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flink_llm_udf.tools.bench.child", json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=child_env,
+            text=True,
+            bufsize=1,
+        )
+        sampler = _Sampler(run, proc.pid, sim, interval)
+        sampler.start()
+        reader = threading.Thread(target=_read_events, args=(proc, run, log), daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            run.timed_out = True
+            _kill_tree(proc)
+        sampler.stop.set()
+        sampler.join()
+        sampler.sample()  # the final counts
+        reader.join(5)
+        run.returncode = proc.returncode
+        run.ended = time.time()
+    return run
+
+
+def _read_events(proc: subprocess.Popen, run: ChildRun, log) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(PREFIX):
+            try:
+                event = json.loads(line[len(PREFIX) :])
+            except ValueError:
+                continue
+            run.events[event.get("event", "?")] = event
+        else:
+            log.write(line)
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the child and what it started (its JVM), by process id."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    for process in [*descendants]:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    proc.kill()
+    proc.wait(10)
