@@ -9,12 +9,11 @@ row path (AsyncFunction) go through ``call_row``, so the semantics are the same 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ._errors import (
     EndpointError,
@@ -23,7 +22,7 @@ from ._errors import (
     MalformedResponseError,
     RowFailedError,
 )
-from ._http import HTTP_CLIENTS, HTTPReply, HTTPSession, open_session
+from ._http import HTTP_CLIENTS, HTTPClient, HTTPReply, HTTPSession, open_session
 from ._observers import EngineObserver, NullObserver
 from ._provider import TASK_CHAT, OpenAICompatProvider, mask_secret
 from ._results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
@@ -31,21 +30,17 @@ from ._retry import delay_before_retry, is_retryable_status, parse_retry_after
 from ._slots import RequestSlots
 from ._tokens import fit_to_context, load_encoding
 from ._wire import (
+    BodyTemplates,
     CallSpec,
-    Usage,
-    build_chat_body,
-    build_embeddings_body,
     error_message,
     parse_chat_choices,
     parse_embeddings,
     parse_usage,
     resolve_call,
 )
+from ._workers import gather_or_cancel, run_on_workers
 
 logger = logging.getLogger(__name__)
-
-#: What ``json.dumps(text, ensure_ascii=False)`` gives for a str, without a JSONEncoder per call.
-_json_string = json.encoder.encode_basestring
 
 Sleep = Callable[[float], Awaitable[Any]]
 Clock = Callable[[], float]
@@ -62,8 +57,9 @@ class EngineSettings:
     a whole batch (a Pandas UDF's Arrow batch, a ``run_batch`` call): rows still unfinished then
     end like exhausted rows (NULL and an error under IGNORE, ``RowFailedError`` under FAILOVER),
     so a batch never waits longer than that for a struggling endpoint (None: no bound);
-    ``http_client`` is "auto" (the built-in HTTP/1.1 client, or aiohttp when the environment sets
-    a proxy or netrc credentials for the endpoint) or "aiohttp" (always).
+    ``http_client`` is "auto" (the built-in HTTP/1.1 client, or the one ``FLINK_LLM_HTTP_CLIENT``
+    names, and aiohttp whenever the environment sets a proxy or netrc credentials for the
+    endpoint), "builtin" or "aiohttp" (that client, always).
     """
 
     max_concurrency: int = 16
@@ -71,7 +67,7 @@ class EngineSettings:
     row_deadline_s: float | None = 300.0
     embedding_rows_per_request: int = 1
     batch_deadline_s: float | None = None
-    http_client: str = "auto"
+    http_client: HTTPClient = "auto"
 
     def __post_init__(self) -> None:
         if self.http_client not in HTTP_CLIENTS:
@@ -94,8 +90,8 @@ class LLMEngine:
     """Calls one provider's endpoint; open it where the calls run (it reads env and key file).
 
     Construction resolves the endpoint/key and loads the tokenizer (so a missing tiktoken
-    encoding fails at open, not at the first row). The aiohttp session is created lazily inside
-    the event loop that runs the calls; ``aclose()`` must run on that same loop.
+    encoding fails at open, not at the first row). The HTTP session is created lazily inside the
+    event loop that runs the calls; ``aclose()`` must run on that same loop.
     """
 
     def __init__(
@@ -118,7 +114,7 @@ class LLMEngine:
         self._session: HTTPSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: RequestSlots | None = None
-        self._bodies = _BodyTemplates(self.spec)
+        self._bodies = BodyTemplates(self.spec)
         self.in_flight = 0
 
     def __repr__(self) -> str:
@@ -182,20 +178,19 @@ class LLMEngine:
                 )
             return result
 
-        results = await _run_on_workers(
+        results = await run_on_workers(
             len(inputs), one, self.settings.max_concurrency, self.settings.batch_deadline_s
         )
         late = [index for index, result in enumerate(results) if result is None]
-        if not late:
-            return results  # type: ignore[return-value]
-        error = f"batch deadline of {self.settings.batch_deadline_s:g} s reached before the row finished"
-        outcome = FAILED if self.spec.retry.final_action == "FAILOVER" else IGNORED
-        if outcome == FAILED and raise_on_failover:
-            raise RowFailedError(late[0], error, attempts=0, status=None)
-        for index in late:
-            results[index] = RowResult(None, outcome, error=error)
-            self.observer.row_done(results[index])
-        return results  # type: ignore[return-value]
+        if late:
+            error = f"batch deadline of {self.settings.batch_deadline_s:g} s reached before the row finished"
+            outcome = FAILED if self.spec.retry.final_action == "FAILOVER" else IGNORED
+            if outcome == FAILED and raise_on_failover:
+                raise RowFailedError(late[0], error, attempts=0, status=None)
+            for index in late:
+                results[index] = ended = RowResult(None, outcome, error=error)
+                self.observer.row_done(ended)
+        return _all_done(results)
 
     async def _run_grouped_embeddings(
         self, inputs: Sequence[str | None], models: Sequence[str | None] | None, raise_on_failover: bool
@@ -205,8 +200,8 @@ class LLMEngine:
         for index, text in enumerate(inputs):
             fitted = None if text is None else self._fit(text)
             if text is None or fitted is None:
-                results[index] = RowResult(None, NULL_INPUT if text is None else SKIPPED)
-                self.observer.row_done(results[index])
+                results[index] = skipped = RowResult(None, NULL_INPUT if text is None else SKIPPED)
+                self.observer.row_done(skipped)
                 continue
             groups.setdefault(None if models is None else models[index], []).append((index, fitted))
         size = self.settings.embedding_rows_per_request
@@ -222,17 +217,18 @@ class LLMEngine:
                 self._bodies.encode(texts, model), lambda payload: (parse_embeddings(payload, len(texts)), ())
             )
             if group.outcome == OK:
+                vectors = cast("list[list[float]]", group.value)
                 for position, (index, _) in enumerate(members):
                     # the group's usage goes to its first row, so sums stay right
-                    results[index] = RowResult(
-                        group.value[position],
+                    results[index] = row = RowResult(
+                        vectors[position],
                         OK,
                         status=group.status,
                         attempts=group.attempts,
                         usage=group.usage if position == 0 else None,
                         latency_s=group.latency_s,
                     )
-                    self.observer.row_done(results[index])
+                    self.observer.row_done(row)
                 return
             # One bad row must not null its neighbours: retry the members one by one.
             for index, text in members:
@@ -243,8 +239,8 @@ class LLMEngine:
                         index, row.error or "unknown error", attempts=row.attempts, status=row.status
                     )
 
-        await _gather_or_cancel([one_chunk(model, members) for model, members in chunks])
-        return results  # type: ignore[return-value]
+        await gather_or_cancel([one_chunk(model, members) for model, members in chunks])
+        return _all_done(results)
 
     # --- attempts and retries ------------------------------------------------------------------
     async def _send(
@@ -255,7 +251,8 @@ class LLMEngine:
     ) -> RowResult:
         """One row's attempts; ``on_backoff`` is called before each wait for a retry."""
         policy, settings, clock = self.spec.retry, self.settings, self._clock
-        attempts, status, deadline, started = 0, None, None, None
+        attempts, status, started = 0, None, 0.0
+        deadline: float | None = None
         error: EndpointError | None = None
         slots = self._slots or self._get_slots()
         while True:
@@ -263,7 +260,7 @@ class LLMEngine:
                 await slots.wait()
             try:
                 now = clock()
-                if deadline is None:
+                if attempts == 0:  # a row's deadline counts from its first attempt, not its queueing
                     started = now
                     deadline = None if settings.row_deadline_s is None else now + settings.row_deadline_s
                 remaining = settings.request_timeout_s if deadline is None else deadline - now
@@ -364,48 +361,9 @@ class LLMEngine:
         self._slots = None
 
 
-class _BodyTemplates:
-    """Request bodies as bytes: a constant prefix and suffix around the row's JSON-encoded input.
-
-    The same bytes as ``json.dumps(build_*_body(spec, value, model), ensure_ascii=False)``, but
-    per row only the row's own text is encoded (the body dict and everything constant in it,
-    system prompt included, are encoded once per model). A template is made by encoding the
-    body with a marker in the row's place and splitting around the marker; when the marker does
-    not occur exactly once, or too many per-row models are seen, rows take the generic path.
-    """
-
-    _MARKER = "\x00flink-llm-row\x00"
-    _MAX_MODELS = 64
-
-    def __init__(self, spec: CallSpec) -> None:
-        self.spec = spec
-        self.build = build_chat_body if spec.task == TASK_CHAT else build_embeddings_body
-        self._templates: dict[str | None, tuple[bytes, bytes] | None] = {}
-
-    def encode(self, value: str | list[str], model: str | None) -> bytes:
-        try:
-            template = self._templates[model]
-        except KeyError:
-            template = None
-            if len(self._templates) < self._MAX_MODELS:
-                template = self._templates[model] = self._template(model)
-        if template is None:
-            return json.dumps(self.build(self.spec, value, model), ensure_ascii=False).encode("utf-8")
-        encoded = _json_string(value) if type(value) is str else json.dumps(value, ensure_ascii=False)
-        return template[0] + encoded.encode("utf-8") + template[1]
-
-    def _template(self, model: str | None) -> tuple[bytes, bytes] | None:
-        whole = json.dumps(self.build(self.spec, self._MARKER, model), ensure_ascii=False)
-        marker = json.dumps(self._MARKER, ensure_ascii=False)
-        if whole.count(marker) != 1:
-            return None
-        prefix, _, suffix = whole.partition(marker)
-        return prefix.encode("utf-8"), suffix.encode("utf-8")
-
-
 def _check_reply(
     reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]], api_key: str | None = None
-):
+) -> tuple[Any, tuple[str, ...]]:
     """Turn a reply into (value, choices) or raise the matching ``EndpointError``."""
     if 200 <= reply.status < 300:
         try:
@@ -436,92 +394,8 @@ def _single_embedding(payload: Any) -> tuple[list[float], tuple[str, ...]]:
     return parse_embeddings(payload, 1)[0], ()
 
 
-async def _run_on_workers(
-    count: int,
-    row: Callable[[int, Callable[[], None]], Awaitable[RowResult]],
-    workers: int,
-    deadline_s: float | None,
-) -> list[RowResult | None]:
-    """Rows ``0..count-1`` run by at most ``workers`` tasks that take the next row when done.
-
-    Cheaper than a task per row queued for a request slot (no per-row task, future and wake-up):
-    ~30 µs of CPU per row. A row that waits to retry hands its worker's place to a new worker
-    (and its own worker ends with that row), so backoff never idles a slot. The first exception
-    cancels the rest and is raised; rows unfinished at ``deadline_s`` are left None.
-    """
-    results: list[RowResult | None] = [None] * count
-    if count == 0:
-        return results
-    loop = asyncio.get_running_loop()
-    indices = iter(range(count))
-    finished = loop.create_future()
-    running: set[asyncio.Task] = set()
-
-    def spawn() -> None:
-        task = loop.create_task(work())
-        running.add(task)
-        task.add_done_callback(retire)
-
-    def retire(task: asyncio.Task) -> None:
-        running.discard(task)
-        if finished.done():
-            return
-        if not task.cancelled() and task.exception() is not None:
-            finished.set_exception(task.exception())
-        elif not running:
-            finished.set_result(None)
-
-    async def work() -> None:
-        handed_off = False
-
-        def hand_off() -> None:
-            nonlocal handed_off
-            if not handed_off:
-                handed_off = True
-                spawn()
-
-        for index in indices:
-            results[index] = await row(index, hand_off)
-            if handed_off:
-                return
-
-    for _ in range(min(count, workers)):
-        spawn()
-    try:
-        if deadline_s is None:
-            await finished
-        else:
-            await asyncio.wait_for(asyncio.shield(finished), deadline_s)
-    except (asyncio.TimeoutError, TimeoutError):
-        if finished.done() and not finished.cancelled() and finished.exception() is not None:
-            raise finished.exception() from None
-    finally:
-        await _cancel_all(list(running))
-        if not finished.done():
-            finished.cancel()
-        elif not finished.cancelled():
-            finished.exception()  # retrieved: no "never retrieved" warning
-    return results
-
-
-async def _gather_or_cancel(coroutines: list[Awaitable[Any]]) -> list[Any]:
-    """``gather`` that cancels the siblings when one raises, and waits for them to finish."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        await _cancel_all(tasks)
-        raise
-
-
-async def _cancel_all(tasks: list[asyncio.Future]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def usage_total(results: Sequence[RowResult]) -> Usage:
-    """Sum of the token usage over ``results``."""
-    prompt = sum(r.usage.prompt_tokens for r in results if r.usage)
-    completion = sum(r.usage.completion_tokens for r in results if r.usage)
-    return Usage(prompt, completion, prompt + completion)
+def _all_done(results: list[RowResult | None]) -> list[RowResult]:
+    """The batch's results once every row has one (a None here is a bug, not a row's outcome)."""
+    if any(result is None for result in results):
+        raise AssertionError("a row of the batch has no result")
+    return cast("list[RowResult]", results)

@@ -4,16 +4,17 @@
     ├── InvalidOptionError (ValueError)        an option has a wrong value
     ├── InvalidOptionTypeError (TypeError)     an option has a wrong type
     ├── ConfigurationError                     the call cannot be set up at open (no endpoint, ...)
-    ├── TokenizerUnavailableError              no tiktoken encoding can be loaded offline
+    │   └── TokenizerUnavailableError          no tiktoken encoding can be loaded offline
     ├── EndpointError                          one request failed (kept on the row, not raised)
     │   ├── EndpointStatusError                the endpoint answered an HTTP error status
     │   ├── EndpointConnectionError            connect/reset/disconnect
     │   ├── EndpointTimeoutError               the request outlived its timeout
     │   └── MalformedResponseError             a 2xx body that is not the JSON the API promises
     ├── RowFailedError                         a row failed under FAILOVER: names the row and cause
-    ├── ClusterError (cluster.py)              the standalone cluster cannot start, be used or stop
-    ├── SqlRunnerError (sql_runner.py)         a statement of a .sql file failed (names it)
+    ├── ClusterError (tools.cluster)           the standalone cluster cannot start, be used or stop
+    ├── SqlRunnerError (tools.sql_file)        a statement of a .sql file failed (names it)
     └── SimulatorError, DirectiveError         the simulator cannot start; a bad [sim:...] directive
+        (simulator)
 
 Messages name the option or row and the bad value, never an API key.
 """

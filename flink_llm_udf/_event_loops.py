@@ -1,5 +1,5 @@
-"""The event loops we create ourselves: uvloop's when installed (libuv in C costs ~30 % less CPU
-per request than asyncio's pure-Python loop), asyncio's when ``FLINK_LLM_EVENT_LOOP=asyncio``."""
+"""The event loops we create ourselves: uvloop's when installed (libuv in C costs less CPU per
+request than asyncio's pure-Python loop), asyncio's when ``FLINK_LLM_EVENT_LOOP=asyncio``."""
 
 from __future__ import annotations
 

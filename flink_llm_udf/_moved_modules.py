@@ -13,7 +13,7 @@ import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Sequence
-from types import ModuleType
+from types import CodeType, ModuleType
 
 _P = "flink_llm_udf"
 
@@ -90,6 +90,21 @@ class _Alias(importlib.abc.Loader):
         # The import system has just set the alias's spec on the shared module object; the
         # module keeps its own, so reloads and ``python -m`` see where it really lives.
         module.__spec__ = self._own_spec
+
+    # ``python -m OLD.NAME`` (runpy) asks the loader whether it is a package and for its code.
+    def is_package(self, fullname: str) -> bool:
+        return self._target_spec().submodule_search_locations is not None
+
+    def get_code(self, fullname: str) -> CodeType | None:
+        spec = self._target_spec()
+        get_code = getattr(spec.loader, "get_code", None)
+        return None if get_code is None else get_code(self._target)
+
+    def _target_spec(self) -> importlib.machinery.ModuleSpec:
+        spec = importlib.util.find_spec(self._target)
+        if spec is None:  # the table names a module that does not exist: a bug of ours
+            raise ImportError(f"{self._target} (the new home of a moved module) is missing")
+        return spec
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):

@@ -15,8 +15,12 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._errors import TokenizerUnavailableError
+
+if TYPE_CHECKING:
+    import tiktoken
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def cache_file_for(encoding_name: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def load_encoding(model: str | None):
+def load_encoding(model: str | None) -> tiktoken.Encoding:
     """Load the tiktoken encoding for ``model`` without relying on a download.
 
     Raises ``TokenizerUnavailableError`` naming the encoding and the ways to provide it.
@@ -76,7 +80,7 @@ def load_encoding(model: str | None):
     return _try_download(name, model)
 
 
-def _try_download(name: str, model: str | None):
+def _try_download(name: str, model: str | None) -> tiktoken.Encoding:
     import tiktoken
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -94,7 +98,7 @@ def _try_download(name: str, model: str | None):
             ) from None
 
 
-def fit_to_context(text: str, encoding, max_tokens: int, action: str) -> Fitted:
+def fit_to_context(text: str, encoding: tiktoken.Encoding, max_tokens: int, action: str) -> Fitted:
     """Apply ``context_overflow_action`` to ``text`` when it has more than ``max_tokens`` tokens.
 
     ``truncated-tail`` keeps the first tokens, ``truncated-head`` the last, ``skipped`` drops the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +23,9 @@ from ._provider import (
     task_of_endpoint,
 )
 from ._retry import RetryPolicy
+
+#: What ``json.dumps(text, ensure_ascii=False)`` gives for a str, without a JSONEncoder per call.
+_json_string = json.encoder.encode_basestring
 
 ENV_BASE_URL = "OPENAI_BASE_URL"
 ENV_API_KEY = "OPENAI_API_KEY"
@@ -269,3 +272,44 @@ def error_message(payload: Any, raw: bytes, limit: int = 300) -> str:
 
 def _int_or_zero(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class BodyTemplates:
+    """Request bodies as bytes: a constant prefix and suffix around the row's JSON-encoded input.
+
+    The same bytes as ``json.dumps(build_*_body(spec, value, model), ensure_ascii=False)``, but
+    per row only the row's own text is encoded (the body dict and everything constant in it,
+    system prompt included, are encoded once per model). A template is made by encoding the
+    body with a marker in the row's place and splitting around the marker; when the marker does
+    not occur exactly once, or too many per-row models are seen, rows take the generic path.
+    """
+
+    _MARKER = "\x00flink-llm-row\x00"
+    _MAX_MODELS = 64
+
+    def __init__(self, spec: CallSpec) -> None:
+        self.spec = spec
+        self.build: Callable[[CallSpec, Any, str | None], dict[str, Any]] = (
+            build_chat_body if spec.task == TASK_CHAT else build_embeddings_body
+        )
+        self._templates: dict[str | None, tuple[bytes, bytes] | None] = {}
+
+    def encode(self, value: str | list[str], model: str | None) -> bytes:
+        try:
+            template = self._templates[model]
+        except KeyError:
+            template = None
+            if len(self._templates) < self._MAX_MODELS:
+                template = self._templates[model] = self._template(model)
+        if template is None:
+            return json.dumps(self.build(self.spec, value, model), ensure_ascii=False).encode("utf-8")
+        encoded = _json_string(value) if type(value) is str else json.dumps(value, ensure_ascii=False)
+        return template[0] + encoded.encode("utf-8") + template[1]
+
+    def _template(self, model: str | None) -> tuple[bytes, bytes] | None:
+        whole = json.dumps(self.build(self.spec, self._MARKER, model), ensure_ascii=False)
+        marker = json.dumps(self._MARKER, ensure_ascii=False)
+        if whole.count(marker) != 1:
+            return None
+        prefix, _, suffix = whole.partition(marker)
+        return prefix.encode("utf-8"), suffix.encode("utf-8")

@@ -14,14 +14,13 @@ Endpoint and key fall back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENA
 
 from __future__ import annotations
 
-from .flink._async_scalar import ai_complete_async_udf, ai_embed_async_udf
-from .flink._pandas_udf import ai_complete_result_udf, ai_complete_udf, ai_embed_udf
-from .flink._register import EMBED_PREFIXES
+from .flink import _async_scalar, _pandas_udf
+from .flink._register import EMBED_PREFIXES as _EMBED_PREFIXES
 
-ai_complete = ai_complete_udf(name="ai_complete")
-ai_complete_result = ai_complete_result_udf(name="ai_complete_result")
-ai_complete_async = ai_complete_async_udf(name="ai_complete_async")
-ai_embed = ai_embed_udf(prefix=EMBED_PREFIXES, name="ai_embed")
-ai_embed_async = ai_embed_async_udf(prefix=EMBED_PREFIXES, name="ai_embed_async")
+ai_complete = _pandas_udf.ai_complete_udf(name="ai_complete")
+ai_complete_result = _pandas_udf.ai_complete_result_udf(name="ai_complete_result")
+ai_complete_async = _async_scalar.ai_complete_async_udf(name="ai_complete_async")
+ai_embed = _pandas_udf.ai_embed_udf(prefix=_EMBED_PREFIXES, name="ai_embed")
+ai_embed_async = _async_scalar.ai_embed_async_udf(prefix=_EMBED_PREFIXES, name="ai_embed_async")
 
 __all__ = ["ai_complete", "ai_complete_async", "ai_complete_result", "ai_embed", "ai_embed_async"]

@@ -139,7 +139,9 @@ class _timeout:
         if self._task is not None:
             self._task.cancel()
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
         if self._handle is not None:
             self._handle.cancel()
         if self._expired and exc_type is asyncio.CancelledError:

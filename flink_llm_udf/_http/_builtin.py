@@ -7,11 +7,12 @@ from ._reply import HTTPReply, HTTPSession, reply_of
 
 
 class BuiltinSession(HTTPSession):
-    """The lean HTTP/1.1 client of :mod:`.http11`."""
+    """The lean HTTP/1.1 client of :mod:`._http11`."""
 
     def __init__(self, url: str, headers: tuple[tuple[str, str], ...]) -> None:
         self._pool = ConnectionPool(url, headers, reply=reply_of)
-        self.post = self._pool.post  # type: ignore[method-assign]  # no coroutine layer of ours
+        # The pool's own coroutine serves ``post``: no coroutine layer of ours per request.
+        self.post = self._pool.post  # type: ignore[method-assign,assignment]
 
     @property
     def closed(self) -> bool:

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from pyflink.common import Row, Time, Types
-from pyflink.datastream import AsyncDataStream, AsyncFunction
+from pyflink.common.typeinfo import TypeInformation
+from pyflink.datastream import (
+    AsyncDataStream,
+    AsyncFunction,
+    DataStream,
+    RuntimeContext,
+    StreamExecutionEnvironment,
+)
 
 from .._engine import EngineSettings, LLMEngine
 from .._errors import RowFailedError
@@ -19,7 +26,7 @@ from .._provider import TASK_CHAT, OpenAICompatProvider
 from .._results import FAILED, IGNORED, RowResult
 from ..job_parameters import DEFAULT_PREFIX
 from ._batched_submit import install_batched_submit
-from ._function_setup import PicklesWithoutEngine, declared_settings, resolve_configuration
+from ._function_setup import PicklesWithoutEngine, Prefixes, declared_settings, resolve_configuration
 from ._gauges import FlinkMetrics
 from ._tuning import ASYNC_SLOTS_PER_REQUEST
 
@@ -36,7 +43,7 @@ OUTPUT_FIELDS = [
 ]
 
 
-def output_type(task: str = TASK_CHAT):
+def output_type(task: str = TASK_CHAT) -> TypeInformation:
     """The Row type ``LLMAsyncFunction`` emits for ``task`` (value STRING or FLOAT array)."""
     value_type = Types.STRING() if task == TASK_CHAT else Types.PRIMITIVE_ARRAY(Types.FLOAT())
     return Types.ROW_NAMED(
@@ -77,7 +84,7 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         text_of: Callable[[Any], str | None] = _default_text,
         key_of: Callable[[Any], Any] | None = None,
         model_of: Callable[[Any], str | None] | None = None,
-        prefix: str | tuple[str, ...] = DEFAULT_PREFIX,
+        prefix: Prefixes = DEFAULT_PREFIX,
     ) -> None:
         self._provider = provider
         self._settings = settings
@@ -93,7 +100,7 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
     def settings(self) -> EngineSettings:
         return self._settings or EngineSettings()
 
-    def open(self, runtime_context) -> None:
+    def open(self, runtime_context: RuntimeContext) -> None:
         install_batched_submit()
         provider, settings = resolve_configuration(
             runtime_context, self._provider, self._settings, self._prefix
@@ -102,6 +109,8 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         self._engine = LLMEngine(provider, settings, observer=self.metrics)
 
     async def async_invoke(self, value: Any) -> list[Row]:
+        if self._engine is None:
+            raise RuntimeError("the function is not open: Flink calls open() before async_invoke()")
         index = self._rows
         self._rows += 1
         text = self._text_of(value)
@@ -151,7 +160,7 @@ def _as_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def use_this_python_locally(env) -> None:
+def use_this_python_locally(env: StreamExecutionEnvironment) -> None:
     """In a local mini-cluster, run the Python workers with this interpreter.
 
     PyFlink's TableEnvironment does this itself; its StreamExecutionEnvironment does not, so a
@@ -170,14 +179,14 @@ def use_this_python_locally(env) -> None:
 
 
 def apply_llm(
-    stream,
+    stream: DataStream,
     function: LLMAsyncFunction,
     *,
     ordered: bool = False,
     capacity: int | None = None,
     timeout_s: float | None = None,
     task: str = TASK_CHAT,
-):
+) -> DataStream:
     """Apply ``function`` to ``stream`` with settings that suit LLM calls.
 
     ``capacity`` defaults to 16 x the engine's ``max_concurrency``: Flink's queue holds rows that
@@ -197,7 +206,7 @@ def apply_llm(
     return wait(stream, function, timeout, capacity, output_type(task))
 
 
-def _job_parameters_of(stream) -> dict[str, str]:
+def _job_parameters_of(stream: DataStream) -> dict[str, str]:
     try:
         config = stream._j_data_stream.getExecutionEnvironment().getConfig()
         return dict(config.getGlobalJobParameters().toMap())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyflink.table import DataTypes
-from pyflink.table.udf import AsyncScalarFunction, udf
+from pyflink.table.udf import AsyncScalarFunction, FunctionContext, UserDefinedScalarFunctionWrapper, udf
 
 from .._engine import EngineSettings, LLMEngine
 from .._errors import RowFailedError
@@ -19,7 +19,7 @@ from .._results import FAILED
 from ..job_parameters import DEFAULT_PREFIX
 from ._async_row_copy import install_row_copy_workaround
 from ._batched_submit import install_batched_submit
-from ._function_setup import PicklesWithoutEngine, resolve_configuration
+from ._function_setup import PicklesWithoutEngine, Prefixes, resolve_configuration
 from ._gauges import FlinkMetrics
 
 
@@ -35,7 +35,7 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
         provider: OpenAICompatProvider | None = None,
         settings: EngineSettings | None = None,
         *,
-        prefix: str | tuple[str, ...] = DEFAULT_PREFIX,
+        prefix: Prefixes = DEFAULT_PREFIX,
         task: str | None = None,
     ) -> None:
         self._provider = provider
@@ -46,7 +46,7 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
         self.metrics: FlinkMetrics | None = None
         self._rows = 0
 
-    def open(self, function_context) -> None:
+    def open(self, function_context: FunctionContext) -> None:
         install_row_copy_workaround()
         install_batched_submit()
         provider, settings = resolve_configuration(
@@ -57,7 +57,10 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
         self.metrics = FlinkMetrics(function_context.get_metric_group())
         self._engine = LLMEngine(provider, settings, observer=self.metrics)
 
-    async def eval(self, text, model=None):
+    async def eval(self, text: str | None, model: str | None = None) -> Any:
+        """One row's answer (or embedding); NULL for NULL input or an ignored failure."""
+        if self._engine is None:
+            raise RuntimeError("the function is not open: Flink calls open() before eval()")
         self._rows += 1
         result = await self._engine.call_row(text, model=model)
         if result.outcome == FAILED:
@@ -83,9 +86,9 @@ def ai_complete_async_udf(
     provider: OpenAICompatProvider | None = None,
     settings: EngineSettings | None = None,
     *,
-    prefix: str | tuple[str, ...] = DEFAULT_PREFIX,
+    prefix: Prefixes = DEFAULT_PREFIX,
     name: str | None = None,
-):
+) -> UserDefinedScalarFunctionWrapper:
     """An async scalar UDF STRING [, model STRING] -> STRING (chat)."""
     return udf(
         LLMAsyncScalarFunction(provider, settings, prefix=prefix), result_type=DataTypes.STRING(), name=name
@@ -96,9 +99,9 @@ def ai_embed_async_udf(
     provider: OpenAICompatProvider | None = None,
     settings: EngineSettings | None = None,
     *,
-    prefix: str | tuple[str, ...] = DEFAULT_PREFIX,
+    prefix: Prefixes = DEFAULT_PREFIX,
     name: str | None = None,
-):
+) -> UserDefinedScalarFunctionWrapper:
     """An async scalar UDF STRING [, model STRING] -> ARRAY<FLOAT> (embeddings)."""
     return udf(
         LLMAsyncScalarFunction(provider, settings, prefix=prefix, task=TASK_EMBEDDINGS),

@@ -13,11 +13,13 @@ expected shape) or ``off``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import logging
 import os
 import threading
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +56,14 @@ def install_batched_submit() -> bool:
 class _Submitter:
     """Rows from the bundle thread to the runner's loop: a deque plus at most one pending wake-up."""
 
-    def __init__(self, runner) -> None:
+    def __init__(self, runner: Any) -> None:
         self._runner = runner
-        self._rows: collections.deque = collections.deque()
+        self._rows: collections.deque[tuple[Any, Any, Any]] = collections.deque()
         self._wake_pending = False
         self._lock = threading.Lock()
-        self._tasks: set = set()  # strong references: the loop keeps only weak ones
+        self._tasks: set[asyncio.Task[Any]] = set()  # strong references: the loop keeps only weak ones
 
-    def submit(self, async_function, record, result_handler) -> None:
+    def submit(self, async_function: Any, record: Any, result_handler: Any) -> None:
         self._rows.append((async_function, record, result_handler))
         with self._lock:
             if self._wake_pending:

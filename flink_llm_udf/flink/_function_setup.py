@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias
 
 from .._engine import EngineSettings
 from .._errors import InvalidOptionError
@@ -14,10 +14,12 @@ from ..job_parameters import DEFAULT_PREFIX, provider_from_lookup, settings_from
 logger = logging.getLogger(__name__)
 
 
-Prefixes = "str | tuple[str, ...]"
+#: Job-parameter prefixes a function reads its options under, first match wins
+#: (``("ai.embed.", "ai.")`` for embeddings).
+Prefixes: TypeAlias = "str | tuple[str, ...]"
 
 
-def job_parameter_lookup(context: Any, prefixes: str | tuple[str, ...] = DEFAULT_PREFIX):
+def job_parameter_lookup(context: Any, prefixes: Prefixes = DEFAULT_PREFIX) -> Callable[[str], str | None]:
     """A lookup of option keys in a FunctionContext's / RuntimeContext's job parameters.
 
     With several prefixes the first that has the key wins (``ai.embed.model`` before ``ai.model``).
@@ -38,7 +40,7 @@ def resolve_configuration(
     context: Any,
     provider: OpenAICompatProvider | None,
     settings: EngineSettings | None,
-    prefix: str | tuple[str, ...] = DEFAULT_PREFIX,
+    prefix: Prefixes = DEFAULT_PREFIX,
 ) -> tuple[OpenAICompatProvider, EngineSettings]:
     """The provider and settings a function runs with.
 
@@ -68,7 +70,7 @@ class _Parameters:
 def declared_settings(
     job_parameters: Mapping[str, str],
     settings: EngineSettings | None,
-    prefix: str | tuple[str, ...] = DEFAULT_PREFIX,
+    prefix: Prefixes = DEFAULT_PREFIX,
 ) -> EngineSettings:
     """The settings a function will open with, as far as known while the job is built.
 

@@ -8,6 +8,7 @@ each bundle end. Names are ``METRIC_NAMES``; counts are cumulative per subtask.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .._observers import METRIC_NAMES, CountingObserver
@@ -26,5 +27,5 @@ class FlinkMetrics(CountingObserver):
         for name in METRIC_NAMES:
             group.gauge(name, self._reader(name))
 
-    def _reader(self, name: str):
+    def _reader(self, name: str) -> Callable[[], int]:
         return lambda: int(self.value(name))

@@ -11,20 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 from pyflink.table import DataTypes
-from pyflink.table.udf import ScalarFunction, udf
+from pyflink.table.types import DataType
+from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedScalarFunctionWrapper, udf
 
 from .._batch import BlockingEngine
 from .._engine import EngineSettings
 from .._provider import TASK_EMBEDDINGS, OpenAICompatProvider
 from .._results import RowResult
 from ..job_parameters import DEFAULT_PREFIX
-from ._function_setup import PicklesWithoutEngine, resolve_configuration
+from ._function_setup import PicklesWithoutEngine, Prefixes, resolve_configuration
 from ._gauges import FlinkMetrics
 
 RESULT_FIELDS = ("value", "error", "status", "attempts", "prompt_tokens", "completion_tokens")
 
 
-def result_row_type():
+def result_row_type() -> DataType:
     """``ai_complete_result``'s type: ROW<value STRING, error STRING, status INT, attempts INT,
     prompt_tokens BIGINT, completion_tokens BIGINT>."""
     return DataTypes.ROW(
@@ -52,7 +53,7 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
     """The Pandas scalar function behind ``ai_complete_udf`` / ``ai_embed_udf`` / ``..._result_udf``.
 
     ``output`` is ``"value"`` (the answer, NULL on an ignored failure) or ``"result"`` (a ROW
-    with the outcome). The engine (aiohttp session, loop thread) is created at ``open`` and
+    with the outcome). The engine (its HTTP session and loop thread) is created at ``open`` and
     reused for every batch of the subtask.
     """
 
@@ -62,7 +63,7 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
         settings: EngineSettings | None = None,
         *,
         output: str = "value",
-        prefix: str | tuple[str, ...] = DEFAULT_PREFIX,
+        prefix: Prefixes = DEFAULT_PREFIX,
         task: str | None = None,
     ) -> None:
         self._provider = provider
@@ -73,7 +74,7 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
         self._engine: BlockingEngine | None = None
         self.metrics: FlinkMetrics | None = None
 
-    def open(self, function_context) -> None:
+    def open(self, function_context: FunctionContext) -> None:
         provider, settings = resolve_configuration(
             function_context, self._provider, self._settings, self._prefix
         )
@@ -82,9 +83,12 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
         self.metrics = FlinkMetrics(function_context.get_metric_group())
         self._engine = BlockingEngine(provider, settings, observer=self.metrics)
 
-    def eval(self, texts, models=None):
+    def eval(self, texts: Any, models: Any = None) -> Any:
+        """One Arrow batch: a Series of texts (and of models, or a literal) -> a Series/DataFrame."""
         import pandas as pd
 
+        if self._engine is None:
+            raise RuntimeError("the function is not open: Flink calls open() before eval()")
         inputs = _as_list(texts, len(texts))
         model_list = None if models is None else _as_list(models, len(inputs))
         results = self._engine.run_batch(inputs, model_list)
@@ -98,7 +102,7 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
             self._engine = None
 
 
-def _result_tuple(result: RowResult) -> tuple:
+def _result_tuple(result: RowResult) -> tuple[Any, ...]:
     usage = result.usage
     return (
         result.value,
@@ -114,9 +118,9 @@ def ai_complete_udf(
     provider: OpenAICompatProvider | None = None,
     settings: EngineSettings | None = None,
     *,
-    prefix: str = DEFAULT_PREFIX,
+    prefix: Prefixes = DEFAULT_PREFIX,
     name: str | None = None,
-):
+) -> UserDefinedScalarFunctionWrapper:
     """A Pandas UDF STRING [, model STRING] -> STRING answering each row with the chat model.
 
     ``provider=None`` reads options from the job parameters under ``prefix`` at open.
@@ -133,9 +137,9 @@ def ai_complete_result_udf(
     provider: OpenAICompatProvider | None = None,
     settings: EngineSettings | None = None,
     *,
-    prefix: str = DEFAULT_PREFIX,
+    prefix: Prefixes = DEFAULT_PREFIX,
     name: str | None = None,
-):
+) -> UserDefinedScalarFunctionWrapper:
     """Like ``ai_complete_udf`` but returns ``result_row_type()``: value plus the row's outcome.
 
     A failed row under IGNORE has a NULL value and its error, HTTP status and attempts filled in,
@@ -153,9 +157,9 @@ def ai_embed_udf(
     provider: OpenAICompatProvider | None = None,
     settings: EngineSettings | None = None,
     *,
-    prefix: str = DEFAULT_PREFIX,
+    prefix: Prefixes = DEFAULT_PREFIX,
     name: str | None = None,
-):
+) -> UserDefinedScalarFunctionWrapper:
     """A Pandas UDF STRING [, model STRING] -> ARRAY<FLOAT> with the row's embedding."""
     return udf(
         LLMPandasFunction(provider, settings, prefix=prefix, task=TASK_EMBEDDINGS),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pyflink.table import TableEnvironment
+
 from .._engine import EngineSettings
 from .._provider import OpenAICompatProvider
 from ..job_parameters import DEFAULT_PREFIX
@@ -14,7 +16,7 @@ EMBED_PREFIXES = (DEFAULT_PREFIX + "embed.", DEFAULT_PREFIX)
 
 
 def register_functions(
-    table_env,
+    table_env: TableEnvironment,
     provider: OpenAICompatProvider | None = None,
     *,
     embedding_provider: OpenAICompatProvider | None = None,
@@ -47,7 +49,7 @@ def register_functions(
     return names
 
 
-def _job_parameters(table_env) -> dict[str, str]:
+def _job_parameters(table_env: TableEnvironment) -> dict[str, str]:
     try:
         return global_job_parameters(table_env.get_config()._j_table_config)
     except AttributeError:  # not a PyFlink TableEnvironment: size from the defaults

@@ -1,16 +1,17 @@
 """Flink settings that suit LLM calls, applied by ``register_functions`` and the sample jobs.
 
 Pandas UDFs see rows in Arrow batches, and a batch waits for its slowest row: a batch of
-``100 x max_concurrency`` rows keeps the endpoint busy and dilutes that wait (``flink-llm bench``,
-C=64, a 1 % tail of 10x slower rows: 40 x C lost 20 % of throughput, 100 x C 13 %, of which 8 %
-is the tail's own cost). The bundle size caps the batch size, so both move together; the bundle
-time (1 s) still flushes partial batches, so a slow stream is not delayed. The price is latency
-under saturation: a full batch takes about 100 x L to answer.
+``100 x max_concurrency`` rows keeps the endpoint busy and dilutes that wait (measured with
+``flink-llm bench``'s tail cases; ``docs/performance.md``). The bundle size caps the batch size,
+so both move together; the bundle time (1 s) still flushes partial batches, so a slow stream is
+not delayed. The price is latency under saturation: a full batch takes about 100 x L to answer.
 Async paths: no per-record operator timer (our engine enforces per-request and per-row
 deadlines), and enough operations in flight.
 """
 
 from __future__ import annotations
+
+from pyflink.table import TableEnvironment
 
 ROWS_PER_SLOT = 100
 # The worker holds the next Arrow batch while one finishes (bundle ends are 0.3-0.6 s gaps);
@@ -45,7 +46,7 @@ def recommended_settings(max_concurrency: int = 64) -> dict[str, str]:
 
 
 def apply_recommended_settings(
-    table_env, max_concurrency: int = 64, *, override: bool = False
+    table_env: TableEnvironment, max_concurrency: int = 64, *, override: bool = False
 ) -> dict[str, str]:
     """Set ``recommended_settings`` on a TableEnvironment where the user has not set them.
 

@@ -1,10 +1,10 @@
 """OpenAI-compatible HTTP server with deterministic replies and fault injection.
 
 Used by demos, the package's tests and throughput benchmarks. Replies depend only on the
-request (see :mod:`.replies` for the format), so tests can compute every row's expected
+request (see :mod:`._replies` for the format), so tests can compute every row's expected
 answer with :func:`expected_chat_reply` / :func:`expected_embedding`; failures are injected
-by rate (seeded, see :mod:`.faults`) or by ``[sim:...]`` directives in a row's text (see
-:mod:`.directives`).
+by rate (seeded, see :mod:`._faults`) or by ``[sim:...]`` directives in a row's text (see
+:mod:`._directives`).
 
 Run it with ``python -m flink_llm_udf.simulator --help`` (or ``flink-llm simulator``), or
 from Python, pointing any OpenAI-compatible client at ``base_url``::

@@ -1,4 +1,4 @@
-"""``python -m flink_llm_udf.simulator [flags]``; see :mod:`.cli`."""
+"""``python -m flink_llm_udf.simulator [flags]``; see :mod:`._cli`."""
 
 import sys
 

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        return run_event_loop(_serve(config, args.port_file))  # uvloop: ~15 % more requests/s
+        return run_event_loop(_serve(config, args.port_file))  # uvloop: more requests/s per core
     except OSError as exc:
         print(f"{parser.prog}: error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1

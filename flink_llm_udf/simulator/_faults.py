@@ -4,7 +4,7 @@ Random faults use one uniform draw per request from the simulator's seeded gener
 compared against the cumulative rates in :data:`~.config.FAULT_FIELDS` order
 (500, 503, 429, timeout, reset, malformed), so ``fault_500=1.0`` fails every request and a
 given seed and arrival order always fail the same requests. A directive fault (see
-:mod:`.directives`) takes precedence over random faults.
+:mod:`._directives`) takes precedence over random faults.
 """
 
 from __future__ import annotations

@@ -296,6 +296,7 @@ class SimulatorServer:
                 embeddings = parse_embeddings(body)
         except RequestError as exc:
             return _bad_request(exc.message, exc.param, exc.code)
+        texts: tuple[str, ...]
         if chat is not None:
             model, texts = chat.model, (chat.input_text,)
             if config.context_window is not None:

@@ -1,6 +1,6 @@
 """The engine's fast paths give exactly what the plain code would.
 
-Request bodies come from per-model byte templates (``_BodyTemplates``); they must be the very
+Request bodies come from per-model byte templates (``BodyTemplates``); they must be the very
 bytes ``json.dumps(build_*_body(...), ensure_ascii=False)`` gives, for every provider shape.
 """
 
@@ -12,8 +12,7 @@ import json
 import pytest
 
 from flink_llm_udf import OpenAICompatProvider
-from flink_llm_udf._engine import _BodyTemplates
-from flink_llm_udf._wire import build_chat_body, build_embeddings_body, resolve_call
+from flink_llm_udf._wire import BodyTemplates, build_chat_body, build_embeddings_body, resolve_call
 
 #: Every test here runs once per HTTP client the package ships (tests/loopback/conftest.py).
 pytestmark = pytest.mark.usefixtures("each_http_client")
@@ -48,7 +47,7 @@ def _provider(**kwargs):
 @pytest.mark.parametrize("model", [None, "row-model", "m1"])
 def test_chat_body_bytes_match_the_generic_encoding(options, model):
     spec = resolve_call(_provider(**options), {})
-    templates = _BodyTemplates(spec)
+    templates = BodyTemplates(spec)
     for text in TEXTS:
         expected = json.dumps(build_chat_body(spec, text, model), ensure_ascii=False).encode()
         assert templates.encode(text, model) == expected
@@ -58,7 +57,7 @@ def test_chat_body_bytes_match_the_generic_encoding(options, model):
 @pytest.mark.parametrize("value", ["one", ["a", "b\n", "ü"], []])
 def test_embedding_body_bytes_match_the_generic_encoding(options, value):
     spec = resolve_call(_provider(task="embeddings", **options), {})
-    templates = _BodyTemplates(spec)
+    templates = BodyTemplates(spec)
     for model in (None, "e2"):
         expected = json.dumps(build_embeddings_body(spec, value, model), ensure_ascii=False).encode()
         assert templates.encode(value, model) == expected
@@ -66,12 +65,12 @@ def test_embedding_body_bytes_match_the_generic_encoding(options, value):
 
 def test_many_per_row_models_fall_back_to_the_generic_path():
     spec = resolve_call(_provider(), {})
-    templates = _BodyTemplates(spec)
+    templates = BodyTemplates(spec)
     for i in range(200):
         model = f"model-{i}"
         expected = json.dumps(build_chat_body(spec, "t", model), ensure_ascii=False).encode()
         assert templates.encode("t", model) == expected
-    assert len(templates._templates) == _BodyTemplates._MAX_MODELS
+    assert len(templates._templates) == BodyTemplates._MAX_MODELS
 
 
 # --- run_batch's worker pool ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Batched hand-off of rows to PyFlink's async loop (flink/async_submit.py).
+"""Batched hand-off of rows to PyFlink's async loop (flink/_batched_submit.py).
 
 Runs PyFlink's real ``AsyncFunctionRunner`` thread (no job needed) and feeds it from several
 threads at once, as the bundle thread does: every row must be started exactly once and its
