@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from ._wire import Usage
 
-__all__ = ["FAILED", "IGNORED", "NULL_INPUT", "OK", "SKIPPED", "RowResult", "Usage"]
+__all__ = ["FAILED", "IGNORED", "NULL_INPUT", "OK", "SKIPPED", "Outcome", "RowResult", "Usage"]
 
-OK = "ok"  # the endpoint answered; value holds the answer
-NULL_INPUT = "null_input"  # the input was NULL: nothing was sent
-SKIPPED = "skipped"  # over max_context_size with a skipped action: nothing was sent
-IGNORED = "ignored"  # failed, and IGNORE (strategy or fallback) turned it into NULL
-FAILED = "failed"  # failed under FAILOVER: the caller raises RowFailedError
+#: What happened to a row; the constants below name each value.
+Outcome = Literal["ok", "null_input", "skipped", "ignored", "failed"]
+
+OK: Final[Outcome] = "ok"  # the endpoint answered; value holds the answer
+NULL_INPUT: Final[Outcome] = "null_input"  # the input was NULL: nothing was sent
+SKIPPED: Final[Outcome] = "skipped"  # over max_context_size with a skipped action: nothing was sent
+IGNORED: Final[Outcome] = "ignored"  # failed, and IGNORE (strategy or fallback) turned it into NULL
+FAILED: Final[Outcome] = "failed"  # failed under FAILOVER: the caller raises RowFailedError
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +29,7 @@ class RowResult:
     """
 
     value: str | list[float] | None
-    outcome: str = OK
+    outcome: Outcome = OK
     error: str | None = None
     status: int | None = None
     attempts: int = 0
@@ -35,4 +39,5 @@ class RowResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the endpoint answered (the outcome is ``OK``)."""
         return self.outcome == OK

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._durations import parse_duration
+from ._options import ErrorHandlingStrategy, RetryBackoffStrategy, RetryFallbackStrategy
 
 MAX_EXPONENTIAL_BACKOFF_S = 60.0
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -24,15 +25,20 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 class RetryPolicy:
     """How a row's failures are handled: the provider's five error-handling options, parsed."""
 
-    strategy: str = "RETRY"  # RETRY | FAILOVER | IGNORE
+    strategy: ErrorHandlingStrategy = "RETRY"
     retry_num: int = 100  # retries after the first attempt (RETRY only)
-    backoff: str = "FIXED"  # FIXED | EXPONENTIAL
+    backoff: RetryBackoffStrategy = "FIXED"
     base_interval_s: float = 1.0
-    fallback: str = "FAILOVER"  # FAILOVER | IGNORE, once retries are spent
+    fallback: RetryFallbackStrategy = "FAILOVER"  # once retries are spent
 
     @classmethod
     def from_provider_values(
-        cls, strategy: str, retry_num: int, backoff: str, base_interval: str, fallback: str
+        cls,
+        strategy: ErrorHandlingStrategy,
+        retry_num: int,
+        backoff: RetryBackoffStrategy,
+        base_interval: str,
+        fallback: RetryFallbackStrategy,
     ) -> RetryPolicy:
         return cls(strategy, retry_num, backoff, parse_duration(base_interval), fallback)
 
@@ -42,9 +48,11 @@ class RetryPolicy:
         return self.retry_num + 1 if self.strategy == "RETRY" else 1
 
     @property
-    def final_action(self) -> str:
+    def final_action(self) -> RetryFallbackStrategy:
         """What happens to a row whose attempts are spent: ``FAILOVER`` (raise) or ``IGNORE`` (NULL)."""
-        return self.fallback if self.strategy == "RETRY" else self.strategy
+        if self.strategy == "RETRY":
+            return self.fallback
+        return self.strategy
 
     def worst_case_backoff_s(self) -> float:
         """Sum of every backoff delay a row could wait (ignoring Retry-After)."""

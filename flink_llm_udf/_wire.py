@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import ConfigurationError, InvalidOptionError, MalformedResponseError
+from ._options import ContextOverflowAction, Task
 from ._provider import (
     TASK_CHAT,
     OpenAICompatProvider,
@@ -49,7 +50,7 @@ class CallSpec:
     """Everything needed to send one row, resolved once at open from a provider."""
 
     url: str
-    task: str
+    task: Task
     headers: tuple[tuple[str, str], ...] = field(repr=False)  # holds "Authorization: Bearer <key>"
     base_body: Mapping[str, Any]
     system_prompt: str
@@ -57,7 +58,7 @@ class CallSpec:
     image_input: bool
     model: str | None
     max_context_size: int | None
-    context_overflow_action: str
+    context_overflow_action: ContextOverflowAction
     retry: RetryPolicy
     api_key: str | None = field(default=None, repr=False)
 

@@ -7,29 +7,83 @@ SQL users configure the functions with keys such as ``ai.endpoint``, ``ai.model`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from ._durations import parse_duration
 from ._engine import EngineSettings
 from ._errors import InvalidOptionError
-from ._provider import _KEYS, OpenAICompatProvider
+from ._options import OPTIONS
+from ._provider import OpenAICompatProvider
 from ._wire import KEY_FILE_OPTION
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "ENGINE_KEYS",
+    "ENGINE_OPTIONS",
+    "PROVIDER_KEYS",
+    "EngineKey",
+    "Lookup",
+    "job_parameters_value",
+    "provider_from_lookup",
+    "settings_from_lookup",
+]
 
 DEFAULT_PREFIX = "ai."
 
-# engine option key -> EngineSettings field
-ENGINE_KEYS: dict[str, str] = {
-    "max-concurrency": "max_concurrency",
-    "request-timeout": "request_timeout_s",
-    "row-deadline": "row_deadline_s",
-    "embedding-rows-per-request": "embedding_rows_per_request",
-    "batch-deadline": "batch_deadline_s",
-    "http-client": "http_client",
-}
-_UNBOUNDED_FIELDS = ("row_deadline_s", "batch_deadline_s")  # "none" / "0" mean no bound
-PROVIDER_KEYS: tuple[str, ...] = (*tuple(_KEYS.values()), KEY_FILE_OPTION)
+#: The provider's option keys (``flink_llm_udf._options``), plus the extra option naming a key file.
+PROVIDER_KEYS: tuple[str, ...] = (*(option.key for option in OPTIONS), KEY_FILE_OPTION)
 
 Lookup = Callable[[str], "str | None"]
+
+
+def _count(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("must be an int >= 1") from None
+
+
+def _seconds(raw: str) -> float | None:
+    """A duration such as ``30s``; ``none`` or ``0`` give None (no bound, where the field allows it)."""
+    return None if raw.strip().lower() in ("none", "0") else parse_duration(raw)
+
+
+def _name(raw: str) -> str:
+    return raw.strip().lower()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineKey:
+    """An ``EngineSettings`` field as a job parameter: ``row_deadline_s`` is ``ai.row-deadline``.
+
+    A field ending in ``_s`` holds seconds and reads a duration, an int field a count, a str
+    field a name (case-insensitive); ``EngineSettings`` itself checks the value.
+    """
+
+    key: str
+    field: str
+    parse: Callable[[str], Any]
+
+    @classmethod
+    def of(cls, field: dataclasses.Field[Any]) -> EngineKey:
+        """The job parameter for a field: its name without ``_s``, with ``-`` for ``_``."""
+        if field.name.endswith("_s"):
+            parse: Callable[[str], Any] = _seconds
+        elif isinstance(field.default, int):
+            parse = _count
+        elif isinstance(field.default, str):
+            parse = _name
+        else:
+            raise TypeError(f"no job parameter reads EngineSettings.{field.name}: add a rule to EngineKey.of")
+        return cls(field.name.removesuffix("_s").replace("_", "-"), field.name, parse)
+
+
+#: Every ``EngineSettings`` field, as job parameters read it.
+ENGINE_OPTIONS: tuple[EngineKey, ...] = tuple(EngineKey.of(f) for f in dataclasses.fields(EngineSettings))
+#: engine option key -> EngineSettings field
+ENGINE_KEYS: dict[str, str] = {option.key: option.field for option in ENGINE_OPTIONS}
 
 
 _NEEDS_QUOTES = frozenset(",:'\"")
@@ -62,10 +116,6 @@ def job_parameters_value(options: Mapping[str, object]) -> str:
     return ",".join(items)
 
 
-def lookup_from_mapping(values: Mapping[str, str]) -> Lookup:
-    return values.get
-
-
 def provider_from_lookup(
     lookup: Lookup, prefix: str = DEFAULT_PREFIX, source: str | None = None
 ) -> OpenAICompatProvider:
@@ -91,33 +141,19 @@ def settings_from_lookup(
     A bad value is an ``InvalidOptionError`` naming the option key and the value as the user
     wrote them, plus ``source`` (where the options came from, e.g. ``ai.``) when given.
     """
-    base = defaults or EngineSettings()
-    values = {name: getattr(base, name) for name in ENGINE_KEYS.values()}
+    settings = defaults or EngineSettings()
     where = "" if source is None else f" (from the '{source}*' configuration)"
-    for key, field in ENGINE_KEYS.items():
-        raw = lookup(prefix + key)
+    for option in ENGINE_OPTIONS:
+        raw = lookup(prefix + option.key)
         if raw is None:
             continue
         try:
-            if field == "http_client":
-                value = raw.strip().lower()
-            elif field.endswith("_s"):
-                value = (
-                    None
-                    if raw.strip().lower() in ("none", "0") and field in _UNBOUNDED_FIELDS
-                    else parse_duration(raw)
-                )
-            else:
-                try:
-                    value = int(raw)
-                except ValueError:
-                    raise ValueError("must be an int >= 1") from None
-            EngineSettings(**{**values, field: value})  # check this option on its own
+            # EngineSettings checks the new value, with the ones before it applied
+            settings = dataclasses.replace(settings, **{option.field: option.parse(raw)})
         except ValueError as exc:
             # EngineSettings names its field ("max_concurrency=0 is not allowed: ..."): keep the rule
             reason = str(exc).split(" is not allowed: ", 1)[-1]
             raise InvalidOptionError(
-                f"option {prefix + key!r}={raw!r}{where} is not allowed: {reason}"
+                f"option {prefix + option.key!r}={raw!r}{where} is not allowed: {reason}"
             ) from None
-        values[field] = value
-    return EngineSettings(**values)
+    return settings

@@ -36,7 +36,7 @@ def test_all_is_exactly_the_public_names(package: str) -> None:
     assert set(module.__all__) == public
 
 
-@pytest.mark.parametrize("package", PUBLIC_PACKAGES)
+@pytest.mark.parametrize("package", [*PUBLIC_PACKAGES, "flink_llm_udf.job_parameters"])
 def test_all_has_no_duplicates_and_every_name_resolves(package: str) -> None:
     module = importlib.import_module(package)
     assert len(module.__all__) == len(set(module.__all__))

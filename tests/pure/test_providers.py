@@ -75,6 +75,30 @@ def test_signature_matches_spec_table():
     assert params[-1].name == "extra_options"
 
 
+#: The constructor's signature on the seed's reference page, verbatim (names, order, types, defaults).
+SEED_SIGNATURE = (
+    "(*, endpoint: str | None = None, api_key: str | None = None, task: str | None = None, "
+    "model: str | None = None, system_prompt: str = 'You are a helpful assistant.', "
+    "user_prompt: str | None = None, temperature: float | None = None, top_p: float | None = None, "
+    "max_tokens: int | None = None, stop: str | None = None, presence_penalty: float | None = None, "
+    "n: int | None = None, seed: int | None = None, content_type: str = 'TEXT', "
+    "response_format: str | None = None, dimension: int | None = None, max_context_size: int | None = None, "
+    "context_overflow_action: str = 'truncated-tail', error_handling_strategy: str = 'RETRY', "
+    "retry_num: int = 100, retry_backoff_strategy: str = 'FIXED', retry_backoff_base_interval: str = '1s', "
+    "retry_fallback_strategy: str = 'FAILOVER', extra_header: str | None = None, "
+    "extra_body: str | None = None, **extra_options: Any)"
+)
+
+
+def test_init_signature_is_the_seeds_exactly():
+    signature = inspect.signature(OpenAICompatProvider.__init__, eval_str=True)
+    without_self = signature.replace(
+        parameters=[p for name, p in signature.parameters.items() if name != "self"],
+        return_annotation=inspect.Signature.empty,
+    )
+    assert str(without_self).replace("typing.Any", "Any") == SEED_SIGNATURE
+
+
 def test_positional_arguments_are_rejected():
     with pytest.raises(TypeError):
         OpenAICompatProvider("http://localhost/v1")  # type: ignore[misc]
