@@ -59,7 +59,10 @@ class EngineSettings:
     so a batch never waits longer than that for a struggling endpoint (None: no bound);
     ``http_client`` is "auto" (the built-in HTTP/1.1 client, or the one ``FLINK_LLM_HTTP_CLIENT``
     names, and aiohttp whenever the environment sets a proxy or netrc credentials for the
-    endpoint), "builtin" or "aiohttp" (that client, always).
+    endpoint), "builtin" or "aiohttp" (that client, always); ``max_reply_bytes`` caps a reply's
+    body, before and after decompression (a larger reply is that row's error, not retried);
+    ``tls_ca_file`` names a PEM bundle of CA certificates to trust besides the system's (a private
+    CA; ``SSL_CERT_FILE`` works too), read where the engine opens.
     """
 
     max_concurrency: int = 16
@@ -68,13 +71,17 @@ class EngineSettings:
     embedding_rows_per_request: int = 1
     batch_deadline_s: float | None = None
     http_client: HTTPClient = "auto"
+    max_reply_bytes: int = 64 * 1024 * 1024
+    tls_ca_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.http_client not in HTTP_CLIENTS:
             raise InvalidOptionError(
                 f"http_client={self.http_client!r} is not allowed: must be one of {', '.join(HTTP_CLIENTS)}"
             )
-        for name in ("max_concurrency", "embedding_rows_per_request"):
+        if self.tls_ca_file is not None and (not isinstance(self.tls_ca_file, str) or not self.tls_ca_file):
+            raise InvalidOptionError(f"tls_ca_file={self.tls_ca_file!r} is not allowed: must be a file path")
+        for name in ("max_concurrency", "embedding_rows_per_request", "max_reply_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"{name}={value!r} is not allowed: must be an int >= 1")
@@ -331,6 +338,8 @@ class LLMEngine:
                 self.spec.headers,
                 self.settings.max_concurrency,
                 client=self.settings.http_client,
+                max_reply_bytes=self.settings.max_reply_bytes,
+                tls_ca_file=self.settings.tls_ca_file,
             )
         return self._session
 

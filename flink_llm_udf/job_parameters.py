@@ -54,12 +54,17 @@ def _name(raw: str) -> str:
     return raw.strip().lower()
 
 
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineKey:
     """An ``EngineSettings`` field as a job parameter: ``row_deadline_s`` is ``ai.row-deadline``.
 
     A field ending in ``_s`` holds seconds and reads a duration, an int field a count, a str
-    field a name (case-insensitive); ``EngineSettings`` itself checks the value.
+    field a name (case-insensitive), an optional str field (a file path) its text as written;
+    ``EngineSettings`` itself checks the value.
     """
 
     key: str
@@ -75,6 +80,8 @@ class EngineKey:
             parse = _count
         elif isinstance(field.default, str):
             parse = _name
+        elif field.default is None and field.type == "str | None":
+            parse = _text
         else:
             raise TypeError(f"no job parameter reads EngineSettings.{field.name}: add a rule to EngineKey.of")
         return cls(field.name.removesuffix("_s").replace("_", "-"), field.name, parse)

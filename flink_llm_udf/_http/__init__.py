@@ -41,7 +41,13 @@ def preferred_client(environ: os._Environ[str] | dict[str, str] | None = None) -
 
 
 def open_session(
-    url: str, headers: tuple[tuple[str, str], ...], max_connections: int, *, client: str = "auto"
+    url: str,
+    headers: tuple[tuple[str, str], ...],
+    max_connections: int,
+    *,
+    client: str = "auto",
+    max_reply_bytes: int | None = None,
+    tls_ca_file: str | None = None,
 ) -> HTTPSession:
     """The session for ``url`` (see the module docstring for the choice). Call inside the loop."""
     if client == "builtin":
