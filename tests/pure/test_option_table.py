@@ -214,6 +214,8 @@ def test_engine_keys_come_from_the_settings_fields():
         "embedding-rows-per-request": "embedding_rows_per_request",
         "batch-deadline": "batch_deadline_s",
         "http-client": "http_client",
+        "max-reply-bytes": "max_reply_bytes",
+        "tls-ca-file": "tls_ca_file",
     }
     assert [o.field for o in ENGINE_OPTIONS] == [f.name for f in dataclasses.fields(EngineSettings)]
 
