@@ -86,7 +86,7 @@ def load_table_job() -> ModuleType:
 
 def read_rows(directory: Path) -> list[dict[str, Any]]:
     """Every row of a filesystem JSON sink (committed part files only), sorted by id."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for part in sorted(directory.rglob("*")):
         if part.is_file() and not part.name.startswith((".", "_")):
             with part.open(encoding="utf-8") as handle:

@@ -16,8 +16,9 @@ import pytest
 from helpers.cluster_setup import HELPERS_DIR, OPENAI_VARIABLES, read_csv_sink
 from helpers.cluster_udfs import WORDS
 
-from flink_llm_udf.tools import sql_file as sql_runner
-from flink_llm_udf.tools.cluster import StandaloneCluster, _is_descendant
+from flink_llm_udf.tools import sql_file
+from flink_llm_udf.tools.cluster import StandaloneCluster
+from flink_llm_udf.tools.cluster.processes import is_descendant
 
 pytestmark = pytest.mark.cluster
 
@@ -45,7 +46,7 @@ def test_flink_run_python_udf_job(standalone_cluster: StandaloneCluster, tmp_pat
     print(f"flink run -py: {result.seconds:.1f} s")
 
 
-def test_sql_runner_on_cluster(
+def test_sql_file_on_cluster(
     standalone_cluster: StandaloneCluster,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
@@ -71,7 +72,7 @@ FROM (VALUES (1, 'semi;colon'), (2, 'it''s'), (3, CAST(NULL AS STRING))) AS t(id
 """
     )
     began = time.monotonic()
-    status = sql_runner.main(
+    status = sql_file.main(
         ["-f", str(script), "--cluster", "--conf-dir", str(standalone_cluster.conf_dir), "--timeout", "240"]
     )
     seconds = time.monotonic() - began
@@ -108,7 +109,7 @@ def test_killed_taskmanager_is_replaced(standalone_cluster: StandaloneCluster) -
     assert victim not in standalone_cluster.taskmanager_pids()
     # its Python UDF workers went with it: every worker left belongs to a live TaskManager
     for worker in standalone_cluster.python_workers():
-        assert any(_is_descendant(worker, tm) for tm in standalone_cluster.taskmanager_pids()), worker
+        assert any(is_descendant(worker, tm) for tm in standalone_cluster.taskmanager_pids()), worker
     began = time.monotonic()
     replacement = standalone_cluster.start_taskmanager()
     assert replacement in standalone_cluster.taskmanager_pids()
@@ -130,8 +131,8 @@ def test_python_workers_are_found_by_environment_and_ancestry(tmp_path: Path) ->
         workers = cluster.python_workers()
         assert runner.pid in workers and len(workers) == 2, workers
         child = next(pid for pid in workers if pid != runner.pid)
-        assert _is_descendant(child, runner.pid) and _is_descendant(child, os.getpid())
-        assert not _is_descendant(runner.pid, child)
+        assert is_descendant(child, runner.pid) and is_descendant(child, os.getpid())
+        assert not is_descendant(runner.pid, child)
         other = StandaloneCluster(tmp_path / "other")  # another cluster's conf dir: not ours
         assert other.python_workers() == []
     finally:

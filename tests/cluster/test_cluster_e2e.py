@@ -290,7 +290,7 @@ def _wait_for_progress(
         counts = cluster.rest(f"/jobs/{job_id}/checkpoints")["counts"]
         if served >= 0.15 * RECOVERY_ROWS and counts["completed"] >= 2:
             return {"served": served, "checkpoints": counts["completed"], "state": state}
-        assert state in ("CREATED", "INITIALIZING", "RUNNING"), cluster._job_failure(job_id)
+        assert state in ("CREATED", "INITIALIZING", "RUNNING"), cluster.job_failure(job_id)
         assert served < 0.7 * RECOVERY_ROWS, (
             f"the job got {served} of {RECOVERY_ROWS} rows without completing 2 checkpoints"
         )
@@ -307,7 +307,7 @@ def _wait_finished(cluster: StandaloneCluster, job_id: str, timeout: float = 240
         if state == "FINISHED":
             return restarts
         assert state in ("RUNNING", "RESTARTING", "CREATED", "INITIALIZING"), (
-            f"job {job_id} {state}{cluster._job_failure(job_id)}"
+            f"job {job_id} {state}{cluster.job_failure(job_id)}"
         )
         try:
             metric = cluster.rest(f"/jobs/{job_id}/metrics?get=numRestarts")

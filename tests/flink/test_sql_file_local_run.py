@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers.cluster_setup import HELPERS_DIR
 
-from flink_llm_udf.tools import sql_file as sql_runner
+from flink_llm_udf.tools import sql_file
 
 
 @pytest.mark.flink
@@ -29,7 +29,7 @@ RESET 'parallelism.default';
 SET;
 """
     )
-    assert sql_runner.main(["-f", str(script), "--max-rows", "2", "--set", "pipeline.name=local-sql"]) == 0
+    assert sql_file.main(["-f", str(script), "--max-rows", "2", "--set", "pipeline.name=local-sql"]) == 0
     printed = capsys.readouterr().out
     lines = sorted(
         line
@@ -53,7 +53,7 @@ def test_failing_statement_is_named(tmp_path: Path, capsys: pytest.CaptureFixtur
     script.write_text(
         "SET 'a' = 'b';\n\nCREATE TEMPORARY VIEW v AS SELECT 1 AS x;\n\nSELECT nope\nFROM missing_table;\n"
     )
-    assert sql_runner.main(["-f", str(script)]) == 1
+    assert sql_file.main(["-f", str(script)]) == 1
     error = capsys.readouterr().err
     assert "statement 3 (line 5) failed: SELECT nope" in error
     assert "missing_table" in error

@@ -2,7 +2,7 @@
 
 One cluster serves the whole pytest session: the ``standalone_cluster`` fixture in
 ``conftest.py`` builds it with :func:`make_test_cluster`, starts it when the first cluster test
-asks for it (10-40 s on 2 cores) and stops it at the end of the session.
+asks for it and stops it at the end of the session.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flink_llm_udf.tools.cluster import StandaloneCluster, _listening_ports, clean_environ
+from flink_llm_udf.tools.cluster import StandaloneCluster, clean_environ
+from flink_llm_udf.tools.cluster.processes import listening_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: This folder: test UDF modules (``cluster_udfs.py``) that Flink's Python workers import.
@@ -130,7 +131,7 @@ def taskmanager_pid(cluster: StandaloneCluster, taskmanager_id: str) -> int | No
     if not port.isdigit():
         return None
     for pid in cluster.taskmanager_pids():
-        if int(port) in _listening_ports(pid):
+        if int(port) in listening_ports(pid):
             return pid
     return None
 

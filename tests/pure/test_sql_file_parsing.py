@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pytest
 
-from flink_llm_udf.tools import sql_file as sql_runner
-from flink_llm_udf.tools.sql_file import Statement, parse_set, python_files_import_paths, split_statements
+from flink_llm_udf.tools import sql_file
+from flink_llm_udf.tools.sql_file import (
+    Statement,
+    StatementExecutor,
+    parse_set,
+    python_files_import_paths,
+    split_statements,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,7 +125,7 @@ def test_cluster_command_uses_the_conf_dir(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(
         "rest:\n  address: 127.0.0.1\n  port: 18081\npython.executable: /venv/bin/python\n"
     )
-    command = sql_runner.cluster_command(_args(set=["a=b"], detached=True), tmp_path)
+    command = sql_file.cluster_command(_args(set=["a=b"], detached=True), tmp_path)
     assert command[1:4] == ["run", "-m", "127.0.0.1:18081"]
     assert "-pyexec" not in command  # the conf dir's python.executable goes into the job
     tail = command[command.index("-pym") :]
@@ -127,9 +134,9 @@ def test_cluster_command_uses_the_conf_dir(tmp_path: Path) -> None:
 
 
 def test_cluster_command_without_conf_dir_names_this_python() -> None:
-    command = sql_runner.cluster_command(_args(jobmanager="h:1", pyfiles="/x/u.py"), None)
+    command = sql_file.cluster_command(_args(jobmanager="h:1", pyfiles="/x/u.py"), None)
     assert command[1:4] == ["run", "-m", "h:1"]
-    assert command[command.index("-pyexec") + 1] == sql_runner.sys.executable
+    assert command[command.index("-pyexec") + 1] == sys.executable
     assert command[command.index("-pyfs") + 1] == "/x/u.py"
 
 
@@ -176,14 +183,14 @@ class _FakeTableEnv:
 )
 def test_ai_options_become_job_parameters(statements: list[str], expected: str | None) -> None:
     t_env = _FakeTableEnv()
-    runner = sql_runner._Runner(t_env, wait=True, max_rows=1, out=None)  # type: ignore[arg-type]
-    runner.run([Statement(text, 1) for text in statements])
-    assert t_env.config.configuration.values.get(sql_runner.JOB_PARAMETERS) == expected
+    executor = StatementExecutor(t_env, wait=True, max_rows=1, out=None)  # type: ignore[arg-type]
+    executor.run([Statement(text, 1) for text in statements])
+    assert t_env.config.configuration.values.get(sql_file.JOB_PARAMETERS) == expected
 
 
 def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
-        sql_runner.main(["-f", str(tmp_path / "absent.sql")])
+        sql_file.main(["-f", str(tmp_path / "absent.sql")])
     assert exc.value.code == 2
 
 
@@ -195,7 +202,7 @@ def test_cluster_env_drops_a_local_runs_loopback_address(
     monkeypatch.setenv("PYTHON_LOOPBACK_SERVER_ADDRESS", "localhost:1")
     monkeypatch.setenv("PYFLINK_GATEWAY_DISABLED", "true")
     monkeypatch.setenv("FLINK_CONF_DIR", "/somewhere/else")
-    env = sql_runner.cluster_env(tmp_path)
+    env = sql_file.cluster_env(tmp_path)
     assert "PYTHON_LOOPBACK_SERVER_ADDRESS" not in env and "PYFLINK_GATEWAY_DISABLED" not in env
     assert env["FLINK_CONF_DIR"] == str(tmp_path)
     assert env["PYTHONPATH"].split(":")[0] == str(REPO_ROOT)

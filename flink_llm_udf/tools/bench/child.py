@@ -16,9 +16,18 @@ import resource
 import sys
 import time
 import traceback
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from .plan import CHAT, DS_ORDERED, DS_UNORDERED, ENGINE, ENGINE_CPU, LATENCY, NAIVE, PANDAS, SQL_ASYNC, Case
+
+if TYPE_CHECKING:  # imported where used: the child imports only what its case needs
+    from pyflink.common import Configuration, Row
+    from pyflink.table.udf import UserDefinedScalarFunctionWrapper
+
+    from flink_llm_udf._engine import EngineSettings
+    from flink_llm_udf._provider import OpenAICompatProvider
 
 PREFIX = "@bench "
 MODEL = {CHAT: "sim-model", "embeddings": "sim-embed"}
@@ -36,6 +45,7 @@ def text_of(i: int) -> str:
 
 
 def emit(event: str, **fields: Any) -> None:
+    """Print one progress event for the parent (a ``PREFIX`` line of JSON)."""
     print(PREFIX + json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
 
 
@@ -53,14 +63,14 @@ def _api_task(case: Case) -> str:
     return TASK_CHAT if case.task == CHAT else TASK_EMBEDDINGS
 
 
-def provider_for(case: Case, base_url: str):
+def provider_for(case: Case, base_url: str) -> OpenAICompatProvider:
     """The provider a case's engine calls ``base_url`` with."""
     from flink_llm_udf._provider import OpenAICompatProvider
 
     return OpenAICompatProvider(endpoint=base_url, model=MODEL[case.task], task=_api_task(case))
 
 
-def _settings(case: Case):
+def _settings(case: Case) -> EngineSettings:
     from flink_llm_udf._engine import EngineSettings
 
     return EngineSettings(max_concurrency=case.concurrency, embedding_rows_per_request=case.rows_per_request)
@@ -79,7 +89,7 @@ def _run_engine(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
         if case.kind == ENGINE_CPU:
             engine.run_batch(texts[:500])  # warm: connections open, code paths hot
         emit("submit")
-        runs = []  # engine CPU: the median of three runs (this VM's run-to-run noise is ~±15 %)
+        runs = []  # engine CPU: the median of three runs (CPU time varies from run to run)
         for _ in range(ENGINE_CPU_RUNS if case.kind == ENGINE_CPU else 1):
             cpu, wall = time.process_time(), time.perf_counter()
             results = engine.run_batch(texts, raise_on_failover=False)
@@ -123,7 +133,7 @@ def per_concurrency(value: str, concurrency: int) -> str:
     return value
 
 
-def _configuration(conf: dict[str, str]):
+def _configuration(conf: dict[str, str]) -> Configuration:
     from pyflink.common import Configuration
 
     configuration = Configuration()
@@ -133,7 +143,7 @@ def _configuration(conf: dict[str, str]):
 
 
 def _source_ddl(case: Case) -> str:
-    rate = int(case.rows_per_second or 10_000_000)  # datagen's default (10,000/s) would cap a case
+    rate = int(case.rows_per_second or 10_000_000)  # datagen's default rate would cap a case
     ts = ", ts TIMESTAMP_LTZ(3)" if case.kind == LATENCY else ""
     ts_opts = ", 'fields.ts.kind' = 'random', 'fields.ts.max-past' = '0 ms'" if ts else ""
     return (
@@ -150,7 +160,7 @@ def _run_flink(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
     return _run_table(case, spec, conf)
 
 
-def _table_function(case: Case, spec: dict[str, Any]):
+def _table_function(case: Case, spec: dict[str, Any]) -> UserDefinedScalarFunctionWrapper:
     from flink_llm_udf.flink import ai_complete_async_udf, ai_complete_udf, ai_embed_udf
 
     from .naive import naive_complete_udf
@@ -223,11 +233,11 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
     return {}
 
 
-def _row_text(row) -> str:
+def _row_text(row: Row) -> str:
     return text_of(row[0])
 
 
-def _row_stamp(row) -> str:
+def _row_stamp(row: Row) -> str:
     return row[1]
 
 
@@ -236,9 +246,12 @@ def _epoch_s(stamp: str) -> float:
     return dt.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
 
 
-def _collect_latencies(iterator, stamp_and_value) -> dict[str, Any]:
+def _collect_latencies(
+    iterator: AbstractContextManager[Iterator[Row]], stamp_and_value: Callable[[Row], tuple[str, Any]]
+) -> dict[str, Any]:
     """Arrival time minus generation stamp of every collected row; counts rows without a value."""
-    latencies_ms, rows_ok = [], 0
+    latencies_ms: list[float] = []
+    rows_ok = 0
     with iterator as rows:
         for row in rows:
             arrived = time.time()

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..key_values import parse_key_values
+from .measure import ChildRun
 from .plan import ENTRY_POINTS, LATENCY, NAIVE, REPLAY, Case, build_plan, with_rows_scaled
 from .report import SCHEMA, add_baseline_ratios, case_record, progress_line, table, targets
 
@@ -117,16 +119,6 @@ def _entry_list(text: str) -> tuple[str, ...]:
     return values
 
 
-def _conf_pairs(pairs: list[str]) -> dict[str, str]:
-    conf = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"flink-llm bench: --set wants KEY=VALUE, got {pair!r}")
-        conf[key.strip()] = value.strip()
-    return conf
-
-
 def timeout_for(case: Case, latency_ms: float) -> float:
     """Generous wall-clock budget for one case: start-up plus the run at a fifth of the limit."""
     if case.kind == LATENCY:
@@ -136,7 +128,7 @@ def timeout_for(case: Case, latency_ms: float) -> float:
     return 120.0 + 5 * case.rows / per_second
 
 
-def _write_timeline(path: Path, run) -> None:
+def _write_timeline(path: Path, run: ChildRun) -> None:
     """The case's raw samples (t since the child started, requests, CPU s python, CPU s jvm)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     events = {name: round(event["t"] - run.started, 3) for name, event in run.events.items()}
@@ -180,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     from .measure import run_child
     from .plot import plot
 
-    flink_conf = _conf_pairs(args.flink_conf)
+    try:
+        flink_conf = dict(parse_key_values(args.flink_conf))
+    except ValueError as exc:
+        raise SystemExit(f"flink-llm bench: {exc}") from None
     from .child import per_concurrency
 
     batch_override = flink_conf.get("python.fn-execution.arrow.batch.size")

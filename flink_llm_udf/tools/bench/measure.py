@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psutil
 
@@ -154,7 +154,7 @@ def run_child(
     return run
 
 
-def _read_events(proc: subprocess.Popen, run: ChildRun, log) -> None:
+def _read_events(proc: subprocess.Popen[str], run: ChildRun, log: TextIO) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith(PREFIX):
@@ -167,7 +167,7 @@ def _read_events(proc: subprocess.Popen, run: ChildRun, log) -> None:
             log.write(line)
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
+def _kill_tree(proc: subprocess.Popen[str]) -> None:
     """Kill the child and what it started (its JVM), by process id."""
     try:
         descendants = psutil.Process(proc.pid).children(recursive=True)

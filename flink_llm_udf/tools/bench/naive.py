@@ -10,7 +10,7 @@ import json
 import urllib.request
 
 from pyflink.table import DataTypes
-from pyflink.table.udf import ScalarFunction, udf
+from pyflink.table.udf import ScalarFunction, UserDefinedScalarFunctionWrapper, udf
 
 
 class NaiveCompletion(ScalarFunction):
@@ -21,7 +21,7 @@ class NaiveCompletion(ScalarFunction):
         self.model = model
         self.timeout_s = timeout_s
 
-    def eval(self, text):
+    def eval(self, text: str | None) -> str | None:
         if text is None:
             return None
         body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": text}]}).encode(
@@ -33,7 +33,7 @@ class NaiveCompletion(ScalarFunction):
         return payload["choices"][0]["message"]["content"]
 
 
-def naive_complete_udf(base_url: str, model: str):
+def naive_complete_udf(base_url: str, model: str) -> UserDefinedScalarFunctionWrapper:
     """The baseline UDF for ``base_url`` (an OpenAI base URL ending in ``/v1``)."""
     return udf(
         NaiveCompletion(base_url.rstrip("/") + "/chat/completions", model), result_type=DataTypes.STRING()

@@ -1,11 +1,10 @@
 """A replay endpoint: answers every request with one reply recorded from the simulator.
 
 Why: the ``engine-cpu`` case measures the engine's CPU per row, so the endpoint must not be the
-bottleneck. The simulator (aiohttp, ~70-100 µs of CPU per request here) is slower than the
-engine; against it the engine sleeps between replies and wakes once per reply, and each wake-up
-on a VM costs CPU of its own (measured: the same run drops from ~59 to ~41 µs/row when a
-spinning low-priority process keeps the core from idling). Replaying recorded bytes costs a few
-µs per request, so the engine runs flat out and its CPU per row is its own. The engine does the
+bottleneck. The simulator (aiohttp) spends more CPU per request than the engine; against it the
+engine sleeps between replies and wakes once per reply, and on a VM each wake-up costs CPU of
+its own that would be counted as the engine's. Replaying recorded bytes costs next to nothing
+per request, so the engine runs flat out and its CPU per row is its own. The engine does the
 same work per row either way: encode the body, send it, read and parse the same reply bytes.
 """
 
@@ -15,6 +14,7 @@ import asyncio
 import http.client
 import json
 import re
+from typing import cast
 from urllib.parse import urlsplit
 
 from flink_llm_udf._batch import LoopThread
@@ -26,6 +26,8 @@ _FRAMING = ("transfer-encoding", "content-length", "connection")
 def record_reply(url: str, body: dict, timeout_s: float = 10.0) -> bytes:
     """POST ``body`` to ``url`` once; the whole reply as bytes, Content-Length framed."""
     parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"recording a reply: no host in {url!r}")
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
     try:
         connection.request(
@@ -55,9 +57,11 @@ class _ReplayProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream server's protocol always gets a (read-write) Transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        assert self.transport is not None  # data arrives only after connection_made
         self.buffer += data
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
             length = _CONTENT_LENGTH.search(self.buffer, 0, end + 2)
@@ -66,7 +70,7 @@ class _ReplayProtocol(asyncio.Protocol):
                 return
             self.buffer = self.buffer[size:]
             self.server.requests += 1
-            self.transport.write(self.server.reply)  # type: ignore[union-attr]
+            self.transport.write(self.server.reply)
 
 
 class ReplayServer:
@@ -76,7 +80,7 @@ class ReplayServer:
         self.reply = reply
         self.requests = 0
         self._loop: LoopThread | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self.port = 0
 
     @property
@@ -86,7 +90,7 @@ class ReplayServer:
     def start(self) -> ReplayServer:
         self._loop = LoopThread(name="bench-replay")
 
-        async def listen() -> asyncio.AbstractServer:
+        async def listen() -> asyncio.Server:
             loop = asyncio.get_running_loop()
             return await loop.create_server(lambda: _ReplayProtocol(self), "127.0.0.1", 0)
 

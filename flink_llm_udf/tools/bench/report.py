@@ -58,7 +58,7 @@ def case_record(
         "python": _round(max(run.peak_rss_python, 1024 * (done or {}).get("maxrss_kb", 0)) / MB, 1),
         "jvm": _round(run.peak_rss_jvm / MB, 1) if run.peak_rss_jvm else None,
     }
-    if record["error"] is not None:
+    if record["error"] is not None or done is None:  # done is None only with an error
         return record
     if case.kind == THROUGHPUT:
         record.update(_throughput(case, run, requests, latency_ms))
