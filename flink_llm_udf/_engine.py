@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,10 @@ from ._errors import (
 )
 from ._http import HTTP_CLIENTS, HTTPClient, HTTPReply, HTTPSession, open_session
 from ._observers import EngineObserver, NullObserver
-from ._provider import TASK_CHAT, OpenAICompatProvider, mask_secret
+from ._provider import TASK_CHAT, OpenAICompatProvider
 from ._results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
 from ._retry import delay_before_retry, is_retryable_status, parse_retry_after
+from ._secrets import Redactor
 from ._slots import RequestSlots
 from ._tokens import fit_to_context, load_encoding
 from ._wire import (
@@ -110,6 +112,7 @@ class LLMEngine:
         environ: dict[str, str] | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        uniform: Callable[[], float] = random.random,
     ) -> None:
         self.provider = provider
         self.settings = settings or EngineSettings()
@@ -118,6 +121,7 @@ class LLMEngine:
         self.observer: EngineObserver = observer or NullObserver()
         self._sleep = sleep
         self._clock = clock
+        self._uniform = uniform
         self._session: HTTPSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: RequestSlots | None = None
@@ -146,11 +150,23 @@ class LLMEngine:
     ) -> RowResult:
         if text is None:
             return RowResult(None, NULL_INPUT)
+        problem = unsendable(text, model)
+        if problem is not None:
+            return self._unsent(problem)
         fitted = self._fit(text)
         if fitted is None:
             return RowResult(None, SKIPPED)
+        try:
+            body = self._bodies.encode(fitted, model)
+        except UnicodeEncodeError as exc:
+            return self._unsent(f"the text is not valid Unicode ({exc.reason} at position {exc.start})")
         parse = _chat_value if self.is_chat else _single_embedding
-        return await self._send(self._bodies.encode(fitted, model), parse, on_backoff)
+        return await self._send(body, parse, on_backoff)
+
+    def _unsent(self, problem: str) -> RowResult:
+        """A row that cannot go into a request: its own error, never the batch's (no attempt made)."""
+        outcome = FAILED if self.spec.retry.final_action == "FAILOVER" else IGNORED
+        return RowResult(None, outcome, error=f"the row cannot be sent: {problem}")
 
     def _fit(self, text: str) -> str | None:
         if self.encoding is None or self.spec.max_context_size is None:
@@ -205,12 +221,22 @@ class LLMEngine:
         results: list[RowResult | None] = [None] * len(inputs)
         groups: dict[str | None, list[tuple[int, str]]] = {}
         for index, text in enumerate(inputs):
-            fitted = None if text is None else self._fit(text)
-            if text is None or fitted is None:
-                results[index] = skipped = RowResult(None, NULL_INPUT if text is None else SKIPPED)
-                self.observer.row_done(skipped)
+            model = None if models is None else models[index]
+            problem = None if text is None else unsendable(text, model, check_encoding=True)
+            fitted = None if text is None or problem is not None else self._fit(text)
+            if fitted is None:
+                if text is None:
+                    done = RowResult(None, NULL_INPUT)
+                elif problem is not None:
+                    done = self._unsent(problem)
+                else:
+                    done = RowResult(None, SKIPPED)
+                results[index] = done
+                self.observer.row_done(done)
+                if raise_on_failover and done.outcome == FAILED:
+                    raise RowFailedError(index, done.error or "", attempts=0, status=None)
                 continue
-            groups.setdefault(None if models is None else models[index], []).append((index, fitted))
+            groups.setdefault(model, []).append((index, fitted))
         size = self.settings.embedding_rows_per_request
         chunks = [
             (model, members[i : i + size])
@@ -279,7 +305,7 @@ class LLMEngine:
                 try:
                     reply = await session.post(body, min(settings.request_timeout_s, remaining))
                     status = reply.status
-                    value, choices = _check_reply(reply, parse, self.spec.api_key)
+                    value, choices = _check_reply(reply, parse, self.spec.redactor)
                     error = None
                 except EndpointError as exc:
                     error = exc
@@ -300,7 +326,7 @@ class LLMEngine:
                 )
             if not error.retryable or attempts >= policy.max_attempts:
                 break
-            delay = delay_before_retry(policy, attempts, error.retry_after)
+            delay = delay_before_retry(policy, attempts, error.retry_after, self._uniform)
             if deadline is not None and self._clock() + delay >= deadline:
                 error = type(error)(
                     f"{error} (row deadline of {self.settings.row_deadline_s:g} s "
@@ -322,8 +348,7 @@ class LLMEngine:
         )
 
     def _redact(self, text: str) -> str:
-        key = self.spec.api_key
-        return text.replace(key, self.spec.masked_key or "***") if key else text
+        return self.spec.redactor.text(text)
 
     def _get_slots(self) -> RequestSlots:
         if self._slots is None:
@@ -370,8 +395,30 @@ class LLMEngine:
         self._slots = None
 
 
+def unsendable(text: object, model: object = None, *, check_encoding: bool = False) -> str | None:
+    """Why a row's text (or model override) cannot go into a JSON request, or None.
+
+    A row must be a string: a number, a list or bytes is refused rather than sent as something
+    the model would read differently (and a float NaN is not even JSON). With
+    ``check_encoding`` a text that UTF-8 cannot encode (a lone surrogate) is refused too; the
+    single-row path finds that when it encodes the body instead, at no extra cost.
+    """
+    for name, value in (("text", text), ("model", model)):
+        if value is None or type(value) is str:
+            continue
+        if not isinstance(value, str):
+            shown = "NaN" if isinstance(value, float) and value != value else type(value).__name__
+            return f"its {name} is {shown}, not a string"
+    if check_encoding:
+        try:
+            cast(str, text).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"the text is not valid Unicode ({exc.reason} at position {exc.start})"
+    return None
+
+
 def _check_reply(
-    reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]], api_key: str | None = None
+    reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]], redactor: Redactor
 ) -> tuple[Any, tuple[str, ...]]:
     """Turn a reply into (value, choices) or raise the matching ``EndpointError``."""
     if 200 <= reply.status < 300:
@@ -384,10 +431,10 @@ def _check_reply(
             raise MalformedResponseError(
                 f"HTTP {reply.status} with a malformed body: {exc}", retryable=retryable, status=reply.status
             ) from None
-    # Redact before error_message cuts the body: a cut echo of the key would escape _redact.
-    raw = reply.raw.replace(api_key.encode(), (mask_secret(api_key) or "").encode()) if api_key else reply.raw
+    # Redact whole secrets before error_message cuts the body, and pieces of them after.
+    message = redactor.text(error_message(reply.payload, redactor.raw(reply.raw)))
     raise EndpointStatusError(
-        f"HTTP {reply.status}: {error_message(reply.payload, raw)}",
+        f"HTTP {reply.status}: {message}",
         retryable=is_retryable_status(reply.status, reply.headers),
         status=reply.status,
         retry_after=parse_retry_after(reply.headers),

@@ -11,8 +11,8 @@
     │   ├── EndpointTimeoutError               the request outlived its timeout
     │   └── MalformedResponseError             a 2xx body that is not the JSON the API promises
     ├── RowFailedError                         a row failed under FAILOVER: names the row and cause
-    ├── ClusterError (tools.cluster)           the standalone cluster cannot start, be used or stop
-    ├── SqlRunnerError (tools.sql_file)        a statement of a .sql file failed (names it)
+    ├── ClusterError (tools.cluster.errors)    the standalone cluster cannot start, be used or stop
+    ├── SqlRunnerError (tools.sql_file.execute) a statement of a .sql file failed (names it)
     └── SimulatorError, DirectiveError         the simulator cannot start; a bad [sim:...] directive
         (simulator)
 

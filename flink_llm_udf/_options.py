@@ -16,6 +16,7 @@ import csv
 import inspect
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, Literal, get_args
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 from ._durations import parse_duration
 from ._errors import InvalidOptionError, InvalidOptionTypeError
+from ._secrets import mask_url_credentials
 
 Task = Literal["chat/completions", "embeddings"]
 ContentType = Literal["TEXT", "IMAGE_URL"]
@@ -38,6 +40,11 @@ TASK_CHAT: Final[Task] = "chat/completions"
 TASK_EMBEDDINGS: Final[Task] = "embeddings"
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
+#: Characters that may not reach a request line or header: C0 controls (tab aside) and DEL.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: An HTTP header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
 Kind = Literal["string", "int", "float", "enum"]
 _EXPECTED: dict[Kind, str] = {"string": "a string", "int": "an int", "float": "a float", "enum": "a string"}
 
@@ -51,22 +58,67 @@ def option_type_error(
     return InvalidOptionTypeError(f"{name} must be {expected}, got {type(value).__name__} {shown}")
 
 
-def option_value_error(name: str, reason: str, value: object, *, secret: bool = False) -> InvalidOptionError:
-    """``name=<value> is not allowed: <reason>``."""
-    shown = "<redacted>" if secret else repr(value)
+def option_value_error(
+    name: str, reason: str, value: object, *, secret: bool = False, shown: str | None = None
+) -> InvalidOptionError:
+    """``name=<value> is not allowed: <reason>``; ``shown`` replaces the value's repr (masked)."""
+    if shown is None:
+        shown = "<redacted>" if secret else repr(value)
     return InvalidOptionError(f"{name}={shown} is not allowed: {reason}")
 
 
+def show_endpoint(value: object) -> str:
+    """An endpoint as messages and reprs show it: a password in the URL masked."""
+    return repr(mask_url_credentials(value)) if isinstance(value, str) else repr(value)
+
+
+def show_headers(value: object) -> str:
+    """``extra_header`` as messages and reprs show it: header names, every value masked."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return "<redacted>"
+    return repr(json.dumps({name: "***" for name in parsed}))
+
+
 # --- checks and parsers for string options: each raises ValueError(reason) --------------------------
-def _http_url(value: str) -> None:
+def endpoint_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an endpoint URL, or None: http(s), a host, a port in 1-65535."""
+    if _CONTROL.search(value):
+        return "must not contain control characters or line breaks"
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http(s) URL such as https://api.openai.com/v1")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL such as https://api.openai.com/v1"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "has an invalid port: must be a number from 1 to 65535"
+    return None
 
 
-def _non_empty(value: str) -> None:
+def _http_url(value: str) -> None:
+    problem = endpoint_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def api_key_problem(value: str) -> str | None:
+    """Why ``value`` cannot go into an ``Authorization`` header, or None."""
     if not value:
-        raise ValueError("must be a non-empty string (leave it out for no key)")
+        return "must be a non-empty string (leave it out for no key)"
+    if _CONTROL.search(value) or value != value.strip():
+        return "must have no line breaks, control characters or surrounding whitespace"
+    return None
+
+
+def _api_key(value: str) -> None:
+    problem = api_key_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def task_of_endpoint(endpoint: str) -> Task | None:
@@ -104,10 +156,14 @@ def _json_object(value: str) -> dict[str, Any]:
 def _header_pairs(value: str) -> list[tuple[str, str]]:
     headers: list[tuple[str, str]] = []
     for name, item in _json_object(value).items():
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP header name")
         for element in item if isinstance(item, list) else [item]:
             if not isinstance(element, (str, int, float, bool)):
                 raise ValueError(f"header {name!r} must be a string, number, bool or a list of those")
             rendered = ("true" if element else "false") if isinstance(element, bool) else str(element)
+            if _CONTROL.search(rendered):
+                raise ValueError(f"header {name!r} has a line break or control character in its value")
             headers.append((name, rendered))
     return headers
 
@@ -117,7 +173,7 @@ def parse_extra_header(value: str) -> list[tuple[str, str]]:
     try:
         return _header_pairs(value)
     except ValueError as exc:
-        raise option_value_error("extra_header", str(exc), value) from None
+        raise option_value_error("extra_header", str(exc), value, shown=show_headers(value)) from None
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -140,6 +196,7 @@ class Option:
     high: float | None = None
     check: Callable[[str], object] | None = None
     secret: bool = False
+    show: Callable[[object], str] | None = None
     doc: str = "{rule}"
     default_doc: str | None = None
 
@@ -181,8 +238,16 @@ class Option:
             try:
                 self.check(value)
             except ValueError as exc:
-                raise option_value_error(self.keyword, str(exc), value, secret=self.secret) from None
+                raise option_value_error(
+                    self.keyword, str(exc), value, secret=self.secret, shown=self.shown(value)
+                ) from None
         return value
+
+    def shown(self, value: object) -> str | None:
+        """How messages and reprs show ``value`` when it is not plain (masked); None: its repr."""
+        if self.secret:
+            return "<redacted>"
+        return None if self.show is None else self.show(value)
 
     def parse(self, raw: object) -> object:
         """The keyword's value for an option string (``from_options``); ``validate`` checks it after."""
@@ -256,6 +321,7 @@ OPTIONS: tuple[Option, ...] = (
         "endpoint",
         "string",
         check=_http_url,
+        show=show_endpoint,
         doc="http(s) URL: a base URL (`…/v1`) or a full `…/chat/completions` / `…/embeddings` URL",
         default_doc="`OPENAI_BASE_URL`",
     ),
@@ -263,7 +329,7 @@ OPTIONS: tuple[Option, ...] = (
         "api_key",
         "api-key",
         "string",
-        check=_non_empty,
+        check=_api_key,
         secret=True,
         doc="non-empty string",
         default_doc="`OPENAI_API_KEY`, then the file named by `OPENAI_API_KEY_FILE`; "
@@ -335,6 +401,7 @@ OPTIONS: tuple[Option, ...] = (
         "extra-header",
         "string",
         check=_header_pairs,
+        show=show_headers,
         doc="JSON object; a list value sends the header once per element",
     ),
     Option(

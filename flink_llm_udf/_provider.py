@@ -22,6 +22,7 @@ from ._options import (
     ContentType,
     ContextOverflowAction,
     ErrorHandlingStrategy,
+    Option,
     ResponseFormat,
     RetryBackoffStrategy,
     RetryFallbackStrategy,
@@ -32,6 +33,7 @@ from ._options import (
     parse_stop,
     task_of_endpoint,
 )
+from ._secrets import mask_secret
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -44,15 +46,6 @@ __all__ = [
     "parse_stop",
     "task_of_endpoint",
 ]
-
-
-def mask_secret(secret: str | None) -> str | None:
-    """Return a form of ``secret`` safe for logs and reprs: ``sk-…abcd`` at most."""
-    if secret is None:
-        return None
-    if len(secret) < 20:
-        return "***"
-    return f"{secret[:3]}…{secret[-4:]}"
 
 
 class Provider(ABC):
@@ -205,7 +198,7 @@ class OpenAICompatProvider(Provider):
 
     def __repr__(self) -> str:
         shown = [
-            f"{option.keyword}={mask_secret(value) if option.secret else value!r}"
+            f"{option.keyword}={_shown(option, value)}"
             for option in OPTIONS
             if (value := getattr(self, option.keyword)) is not None
         ]
@@ -260,3 +253,11 @@ class OpenAICompatProvider(Provider):
 
 
 check_signature(OpenAICompatProvider.__init__)
+
+
+def _shown(option: Option, value: object) -> str:
+    """An option's value as the repr shows it: secrets masked, URL passwords and header values too."""
+    if option.secret:
+        return str(mask_secret(value if isinstance(value, str) else None))
+    masked = option.shown(value)
+    return repr(value) if masked is None else masked

@@ -3,15 +3,17 @@
 The rules are the provider contract's: HTTP 408, 409, 429 and >= 500, connection errors,
 timeouts and malformed 2xx bodies are retryable; ``x-should-retry`` overrides the status; the
 delay before retry k is the base interval (FIXED) or base * 2**(k-1) capped at 60 s
-(EXPONENTIAL), stretched when the server's ``Retry-After`` / ``retry-after-ms`` asks for longer.
+(EXPONENTIAL), stretched when the server's ``Retry-After`` / ``retry-after-ms`` asks for longer,
+then stretched by up to 25 % at random (never shortened).
 """
 
 from __future__ import annotations
 
 import email.utils
 import math
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ._durations import parse_duration
@@ -19,6 +21,8 @@ from ._options import ErrorHandlingStrategy, RetryBackoffStrategy, RetryFallback
 
 MAX_EXPONENTIAL_BACKOFF_S = 60.0
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+#: The most a retry's delay is stretched at random, as a share of its floor.
+JITTER = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +120,22 @@ def is_retryable_status(status: int, headers: Mapping[str, str]) -> bool:
     return status in RETRYABLE_STATUSES or status >= 500
 
 
-def delay_before_retry(policy: RetryPolicy, retry_number: int, retry_after_s: float | None) -> float:
-    """Backoff for this retry, or the server's Retry-After when it asks for longer."""
-    delay = backoff_delay(retry_number, policy.backoff, policy.base_interval_s)
-    if retry_after_s is not None and retry_after_s > delay:
-        return retry_after_s
-    return delay
+def delay_before_retry(
+    policy: RetryPolicy,
+    retry_number: int,
+    retry_after_s: float | None,
+    uniform: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before retry ``retry_number``: a floor plus up to ``JITTER`` of it at random.
+
+    The floor is the spec's backoff, or the server's Retry-After when it asks for longer; the
+    jitter only ever adds, so rows that one 429 hit together do not all come back at once and
+    none comes back sooner than asked. ``uniform`` returns a number in [0, 1).
+    """
+    floor = backoff_delay(retry_number, policy.backoff, policy.base_interval_s)
+    if retry_after_s is not None and retry_after_s > floor:
+        floor = retry_after_s
+    return floor + floor * JITTER * uniform()
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import ConfigurationError, InvalidOptionError, MalformedResponseError
-from ._options import ContextOverflowAction, Task
+from ._options import ContextOverflowAction, Task, api_key_problem, endpoint_problem, show_endpoint
 from ._provider import (
     TASK_CHAT,
     OpenAICompatProvider,
@@ -24,6 +25,10 @@ from ._provider import (
     task_of_endpoint,
 )
 from ._retry import RetryPolicy
+from ._secrets import Redactor, basic_authorization, split_credentials
+
+#: Extra headers whose values are credentials (Azure's ``api-key``, ``X-API-Key``, tokens).
+_CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret|password", re.IGNORECASE)
 
 #: What ``json.dumps(text, ensure_ascii=False)`` gives for a str, without a JSONEncoder per call.
 _json_string = json.encoder.encode_basestring
@@ -61,6 +66,9 @@ class CallSpec:
     context_overflow_action: ContextOverflowAction
     retry: RetryPolicy
     api_key: str | None = field(default=None, repr=False)
+    #: Every secret the requests carry (key, URL password, credential headers): redacted from
+    #: whatever a server echoes back before it reaches a message.
+    redactor: Redactor = field(default_factory=Redactor, repr=False)
 
     @property
     def masked_key(self) -> str | None:
@@ -81,11 +89,11 @@ def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | No
             "in the environment where the job runs"
         )
     if not provider.endpoint:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(
-                f"{ENV_BASE_URL}={endpoint!r} is not an http(s) URL such as https://api.openai.com/v1"
-            )
+        problem = endpoint_problem(endpoint)
+        if problem is not None:
+            raise ConfigurationError(f"{ENV_BASE_URL}={show_endpoint(endpoint)} {problem}")
+    credentials = split_credentials(endpoint)
+    endpoint = credentials.url
     implied = task_of_endpoint(endpoint)
     if implied and provider.task and implied != provider.task:
         raise InvalidOptionError(
@@ -98,14 +106,26 @@ def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | No
     api_key = (
         provider.api_key
         or _read_key_file(provider.extra_options.get(KEY_FILE_OPTION), KEY_FILE_OPTION)
-        or env.get(ENV_API_KEY)
+        or _env_key(env)
         or _read_key_file(env.get(ENV_API_KEY_FILE), ENV_API_KEY_FILE)
     )
     headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
+    secrets: list[str | None] = [credentials.password]
+    if api_key and credentials.password is not None:
+        raise ConfigurationError(
+            f"endpoint {show_endpoint(provider.endpoint or endpoint)} carries a user and password, and an "
+            "API key is set too: give one of them (the key is sent as a Bearer token)"
+        )
     if api_key:
         headers.append(("Authorization", f"Bearer {api_key}"))
+    elif credentials.username is not None:
+        authorization = basic_authorization(credentials.username, credentials.password or "")
+        headers.append(("Authorization", authorization))
+        secrets += [authorization.removeprefix("Basic "), f"{credentials.username}:{credentials.password}"]
     if provider.extra_header:
-        headers += parse_extra_header(provider.extra_header)
+        extra = parse_extra_header(provider.extra_header)
+        headers += extra
+        secrets += [value for name, value in extra if _CREDENTIAL_HEADER.search(name)]
 
     body: dict[str, Any] = {}
     if provider.model is not None:
@@ -152,6 +172,7 @@ def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | No
             provider.retry_fallback_strategy,
         ),
         api_key=api_key or None,
+        redactor=Redactor.of(*secrets, api_key=api_key),
     )
 
 
@@ -159,6 +180,17 @@ def _append_path(base_url: str, task: str) -> str:
     """``https://h/v1?x=1`` + ``chat/completions`` -> ``https://h/v1/chat/completions?x=1``."""
     parts = urlsplit(base_url)
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + task))
+
+
+def _env_key(env: Mapping[str, str]) -> str | None:
+    """``OPENAI_API_KEY``, refused (naming it) when it cannot go into a header as it is."""
+    key = env.get(ENV_API_KEY)
+    if not key:
+        return None
+    problem = api_key_problem(key)
+    if problem is not None:
+        raise ConfigurationError(f"{ENV_API_KEY} {problem} (a trailing newline from a file?)")
+    return key
 
 
 def _read_key_file(path: str | None, source: str) -> str | None:
@@ -172,6 +204,9 @@ def _read_key_file(path: str | None, source: str) -> str | None:
         raise ConfigurationError(f"{source}={path!r} cannot be read: {exc.strerror}") from None
     if not key:
         raise ConfigurationError(f"{source}={path!r} is empty")
+    problem = api_key_problem(key)
+    if problem is not None:
+        raise ConfigurationError(f"the key in {source}={path!r} {problem}")
     return key
 
 

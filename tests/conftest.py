@@ -11,8 +11,8 @@ cluster  a real standalone Flink cluster from the wheel     ``pytest -m cluster`
 compat   a real third-party server (llama.cpp), opt-in      ``make test-compat``
 ======== ================================================= =========================
 
-``make test-fast`` runs ``pure`` and ``loopback``; ``make test`` every tier but ``compat``. A Flink tier test fails, never skips, when
-Java is missing: CI must not pass without having run Flink.
+``make test-fast`` runs ``pure`` and ``loopback``; ``make test`` every tier but ``compat``. A Flink
+tier test fails, never skips, when Java is missing: CI must not pass without having run Flink.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ Attempt counts are the server's (``stats()["attempts"]`` per directive text, ``r
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 
@@ -104,7 +105,10 @@ def run_engine(
     raise_on_failover=True,
     fake_clock=False,
 ):
-    """Run one batch on a fresh engine in a fresh loop; returns (results, recorder)."""
+    """Run one batch on a fresh engine in a fresh loop; returns (results, recorder).
+
+    The recorder's delays are the floors of the retry delays (no jitter); jitter has its own test.
+    """
     recorder = recorder or Recorder()
 
     async def main():
@@ -115,6 +119,7 @@ def run_engine(
             environ=environ or {},
             sleep=recorder.sleep,
             clock=recorder.clock if fake_clock else time.monotonic,
+            uniform=lambda: 0.0,
         )
         try:
             return await asyncio.wait_for(
@@ -750,7 +755,12 @@ def test_order_is_preserved_with_varied_latencies(sim):
 def _assert_no_key(*texts: str) -> None:
     for text in texts:
         assert KEY not in text
-        assert KEY[:12] not in text  # not even a long prefix: "sk-…WXYZ" at most
+        _assert_no_piece_of(KEY, text)  # not even a cut piece: "sk-…WXYZ" at most
+
+
+def _assert_no_piece_of(secret: str, text: str, piece: int = 8) -> None:
+    leaked = [secret[i : i + piece] for i in range(len(secret) - piece + 1) if secret[i : i + piece] in text]
+    assert not leaked, f"pieces of a secret in {text!r}: {leaked}"
 
 
 def test_wrong_key_401_is_not_retried_and_does_not_leak(caplog):
@@ -782,14 +792,25 @@ def echo_server():
     async def header_echo_500(request):
         return web.Response(status=500, text=f"upstream said: {request.headers.get('Authorization')}")
 
+    async def cut_echo(request):
+        # a server that quotes a cut piece of the key (its first 30 characters after "Bearer ")
+        auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return web.json_response({"error": {"message": f"key {auth[:30]}... is not valid"}}, status=401)
+
+    async def middle_echo(request):
+        auth = request.headers.get("Authorization", "")
+        return web.Response(status=401, text=f"bad credential ...{auth[25:60]}...")
+
     app = web.Application()
     app.router.add_post("/json/chat/completions", json_echo)
     app.router.add_post("/text/chat/completions", text_echo)
     app.router.add_post("/flaky/chat/completions", header_echo_500)
+    app.router.add_post("/cut/chat/completions", cut_echo)
+    app.router.add_post("/middle/chat/completions", middle_echo)
     return app
 
 
-@pytest.mark.parametrize("path", ["json", "text", "flaky"])
+@pytest.mark.parametrize("path", ["json", "text", "flaky", "cut", "middle"])
 def test_key_never_appears_even_when_the_server_echoes_it(echo_server, path, caplog):
     async def main():
         runner = web.AppRunner(echo_server)
@@ -799,7 +820,7 @@ def test_key_never_appears_even_when_the_server_echoes_it(echo_server, path, cap
         port = runner.addresses[0][1]
         provider = OpenAICompatProvider(endpoint=f"http://127.0.0.1:{port}/{path}", api_key=KEY, retry_num=1)
         recorder = Recorder()
-        engine = LLMEngine(provider, environ={}, sleep=recorder.sleep)
+        engine = LLMEngine(provider, environ={}, sleep=recorder.sleep, uniform=lambda: 0.0)
         try:
             ignored = await engine.run_batch(["x"], raise_on_failover=False)
             with pytest.raises(RowFailedError) as info:
@@ -813,7 +834,37 @@ def test_key_never_appears_even_when_the_server_echoes_it(echo_server, path, cap
         result, error, engine_repr = asyncio.run(asyncio.wait_for(main(), BOUND_S))
     assert result[0].status == 401 if path != "flaky" else result[0].status == 500
     _assert_no_key(result[0].error, str(error), repr(error), error.cause, engine_repr, caplog.text)
-    assert "sk-…WXYZ" in result[0].error
+    if path in ("json", "text", "flaky"):
+        assert "sk-…WXYZ" in result[0].error
+
+
+def test_url_credentials_go_as_basic_auth_and_never_show(echo_server, caplog):
+    """``http://user:pw@host/v1``: Basic credentials are sent; the password and token never show."""
+    password = "pa55-w0rd-that-must-not-leak"
+
+    async def main():
+        runner = web.AppRunner(echo_server)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        endpoint = f"http://svc-user:{password}@127.0.0.1:{port}/flaky"
+        provider = OpenAICompatProvider(endpoint=endpoint, retry_num=0, retry_fallback_strategy="IGNORE")
+        engine = LLMEngine(provider, environ={})
+        try:
+            return await engine.run_batch(["x"]), repr(engine), repr(provider)
+        finally:
+            await engine.aclose()
+            await runner.cleanup()
+
+    with caplog.at_level(logging.DEBUG):
+        results, engine_repr, provider_repr = asyncio.run(asyncio.wait_for(main(), BOUND_S))
+    token = base64.b64encode(f"svc-user:{password}".encode()).decode()
+    assert results[0].status == 500 and "upstream said: Basic ***" in results[0].error
+    for text in (results[0].error, engine_repr, provider_repr, caplog.text):
+        assert password not in text and token not in text
+        _assert_no_piece_of(password, text)
+    assert "svc-user:***@" in provider_repr
 
 
 def test_api_key_from_key_file_reaches_the_server(tmp_path):
@@ -973,3 +1024,22 @@ def test_batch_deadline_comes_from_job_parameters():
 
     assert settings_from_lookup({"ai.batch-deadline": "2 min"}.get).batch_deadline_s == 120.0
     assert settings_from_lookup({"ai.batch-deadline": "none"}.get).batch_deadline_s is None
+
+
+def test_rows_hit_by_one_429_come_back_spread_out_never_sooner_than_asked(sim):
+    """Jitter: each row waits its own delay in [Retry-After, 1.25 x Retry-After]."""
+    recorder = Recorder()
+    inputs = [f"[sim:fail=1,status=429,retry_after=1] jitter {i}" for i in range(40)]
+
+    async def main():
+        engine = LLMEngine(chat(sim), EngineSettings(max_concurrency=40), environ={}, sleep=recorder.sleep)
+        try:
+            return await asyncio.wait_for(engine.run_batch(inputs), BOUND_S)
+        finally:
+            await engine.aclose()
+
+    results = asyncio.run(main())
+    assert all(r.outcome == OK and r.attempts == 2 for r in results)
+    assert len(recorder.delays) == 40
+    assert all(1.0 <= d <= 1.25 for d in recorder.delays)
+    assert len({round(d, 6) for d in recorder.delays}) > 30

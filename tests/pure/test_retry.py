@@ -8,6 +8,7 @@ import pytest
 from multidict import CIMultiDict
 
 from flink_llm_udf._retry import (
+    JITTER,
     MAX_EXPONENTIAL_BACKOFF_S,
     RetryPolicy,
     backoff_delay,
@@ -204,4 +205,16 @@ def test_worst_case_backoff(policy, worst):
 )
 def test_delay_before_retry(backoff, k, retry_after, delay):
     policy = RetryPolicy("RETRY", 10, backoff, 1.0, "FAILOVER")
-    assert delay_before_retry(policy, k, retry_after) == pytest.approx(delay)
+    assert delay_before_retry(policy, k, retry_after, uniform=lambda: 0.0) == pytest.approx(delay)
+    stretched = delay_before_retry(policy, k, retry_after, uniform=lambda: 1.0)
+    assert stretched == pytest.approx(delay * (1 + JITTER))
+
+
+@pytest.mark.parametrize(("backoff", "retry_after"), [("FIXED", None), ("EXPONENTIAL", None), ("FIXED", 2.0)])
+def test_jitter_spreads_rows_hit_together_and_never_shortens_the_floor(backoff, retry_after):
+    policy = RetryPolicy("RETRY", 10, backoff, 0.5, "FAILOVER")
+    floor = delay_before_retry(policy, 2, retry_after, uniform=lambda: 0.0)
+    delays = [delay_before_retry(policy, 2, retry_after) for _ in range(200)]  # one 429, 200 rows
+    assert all(floor <= d <= floor * (1 + JITTER) for d in delays)
+    assert len({round(d, 6) for d in delays}) > 150  # they do not come back together
+    assert max(delays) - min(delays) > floor * JITTER / 2
