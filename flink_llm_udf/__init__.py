@@ -11,7 +11,8 @@ import importlib.metadata as _metadata
 
 from . import _moved_modules
 from ._batch import BlockingEngine, arun_batch, run_batch
-from ._engine import EngineSettings, LLMEngine
+from ._engine import LLMEngine
+from ._engine_settings import EngineSettings
 from ._errors import (
     ConfigurationError,
     EndpointConnectionError,

@@ -8,11 +8,13 @@ session (and its warm connections) alive across batches.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from ._engine import EngineSettings, LLMEngine
+from ._engine import LLMEngine
+from ._engine_settings import EngineSettings
 from ._event_loops import EVENT_LOOP_ENV, new_event_loop  # noqa: F401 - EVENT_LOOP_ENV re-exported
 from ._observers import EngineObserver
 from ._provider import OpenAICompatProvider
@@ -93,30 +95,24 @@ def run_batch(
     provider: OpenAICompatProvider,
     inputs: Sequence[str | None],
     *,
-    max_concurrency: int = 16,
-    request_timeout: float = 60.0,
-    row_deadline: float | None = 300.0,
-    embedding_rows_per_request: int = 1,
-    batch_deadline: float | None = None,
+    settings: EngineSettings | None = None,
     models: Sequence[str | None] | None = None,
     observer: EngineObserver | None = None,
+    **setting_values: Any,
 ) -> list[RowResult]:
     """Call the endpoint for every input; return one ``RowResult`` per input, in order.
 
-    At most ``max_concurrency`` requests are in flight. A NULL input yields a NULL value with no
-    request. Rows that fail follow the provider's error handling: under IGNORE (or RETRY with an
-    IGNORE fallback) their value is None and ``error`` says why; under FAILOVER the first failed
-    row raises ``RowFailedError`` naming its index and cause. Works inside a running event loop
-    (e.g. Jupyter) because the calls run on a private loop thread.
+    ``settings`` (an ``EngineSettings``) and any of its fields as keywords
+    (``run_batch(p, rows, max_concurrency=64, context_tokenizer="endpoint")``; the keywords win)
+    say how; ``request_timeout``, ``row_deadline`` and ``batch_deadline`` are accepted for the
+    ``_s`` fields. At most ``max_concurrency`` requests are in flight. A NULL input yields a NULL
+    value with no request. Rows that fail follow the provider's error handling: under IGNORE (or
+    RETRY with an IGNORE fallback) their value is None and ``error`` says why; under FAILOVER the
+    first failed row raises ``RowFailedError`` naming its index and cause. Works inside a running
+    event loop (e.g. Jupyter) because the calls run on a private loop thread.
     """
-    settings = EngineSettings(
-        max_concurrency=max_concurrency,
-        request_timeout_s=request_timeout,
-        row_deadline_s=row_deadline,
-        embedding_rows_per_request=embedding_rows_per_request,
-        batch_deadline_s=batch_deadline,
-    )
-    with BlockingEngine(provider, settings, observer=observer) as engine:
+    chosen = settings_with(settings, setting_values)
+    with BlockingEngine(provider, chosen, observer=observer) as engine:
         return engine.run_batch(list(inputs), None if models is None else list(models))
 
 
@@ -124,24 +120,37 @@ async def arun_batch(
     provider: OpenAICompatProvider,
     inputs: Sequence[str | None],
     *,
-    max_concurrency: int = 16,
-    request_timeout: float = 60.0,
-    row_deadline: float | None = 300.0,
-    embedding_rows_per_request: int = 1,
-    batch_deadline: float | None = None,
+    settings: EngineSettings | None = None,
     models: Sequence[str | None] | None = None,
     observer: EngineObserver | None = None,
+    **setting_values: Any,
 ) -> list[RowResult]:
     """``run_batch`` for callers already inside an event loop (runs on the caller's loop)."""
-    settings = EngineSettings(
-        max_concurrency=max_concurrency,
-        request_timeout_s=request_timeout,
-        row_deadline_s=row_deadline,
-        embedding_rows_per_request=embedding_rows_per_request,
-        batch_deadline_s=batch_deadline,
-    )
-    engine = LLMEngine(provider, settings, observer=observer)
+    engine = LLMEngine(provider, settings_with(settings, setting_values), observer=observer)
     try:
         return await engine.run_batch(list(inputs), None if models is None else list(models))
     finally:
         await engine.aclose()
+
+
+#: ``run_batch`` keywords that name an ``EngineSettings`` field by its shorter, older name.
+_KEYWORD_ALIASES = {
+    "request_timeout": "request_timeout_s",
+    "row_deadline": "row_deadline_s",
+    "batch_deadline": "batch_deadline_s",
+}
+
+
+def settings_with(settings: EngineSettings | None, values: dict[str, Any]) -> EngineSettings:
+    """``settings`` (or the defaults) with ``values`` (field names or their aliases) applied."""
+    fields = {field.name for field in dataclasses.fields(EngineSettings)}
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        field = _KEYWORD_ALIASES.get(name, name)
+        if field not in fields:
+            raise TypeError(
+                f"run_batch() got an unexpected keyword argument {name!r}: not an EngineSettings field "
+                f"({', '.join(sorted(fields))})"
+            )
+        changes[field] = value
+    return dataclasses.replace(settings or EngineSettings(), **changes)

@@ -13,17 +13,17 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
+from ._endpoint_tokens import EndpointTokenizer, EndpointTokenizerMissing
+from ._engine_settings import EngineSettings
 from ._errors import (
     EndpointError,
     EndpointStatusError,
-    InvalidOptionError,
     MalformedResponseError,
     RowFailedError,
 )
-from ._http import HTTP_CLIENTS, HTTPClient, HTTPReply, HTTPSession, open_session
+from ._http import HTTPReply, HTTPSession, open_session
 from ._observers import EngineObserver, NullObserver
 from ._provider import TASK_CHAT, OpenAICompatProvider
 from ._results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
@@ -39,6 +39,7 @@ from ._wire import (
     parse_embeddings,
     parse_usage,
     resolve_call,
+    unsendable,
 )
 from ._workers import gather_or_cancel, run_on_workers
 
@@ -46,53 +47,6 @@ logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[Any]]
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    """How the engine calls the endpoint, beyond the provider's options.
-
-    ``max_concurrency`` bounds requests in flight per engine (per Flink subtask);
-    ``request_timeout_s`` bounds one request; ``row_deadline_s`` bounds a row's total time across
-    retries, counted from its first attempt (None: no bound); ``embedding_rows_per_request`` sends
-    up to that many rows in one embeddings request on the batch path; ``batch_deadline_s`` bounds
-    a whole batch (a Pandas UDF's Arrow batch, a ``run_batch`` call): rows still unfinished then
-    end like exhausted rows (NULL and an error under IGNORE, ``RowFailedError`` under FAILOVER),
-    so a batch never waits longer than that for a struggling endpoint (None: no bound);
-    ``http_client`` is "auto" (the built-in HTTP/1.1 client, or the one ``FLINK_LLM_HTTP_CLIENT``
-    names, and aiohttp whenever the environment sets a proxy or netrc credentials for the
-    endpoint), "builtin" or "aiohttp" (that client, always); ``max_reply_bytes`` caps a reply's
-    body, before and after decompression (a larger reply is that row's error, not retried);
-    ``tls_ca_file`` names a PEM bundle of CA certificates to trust besides the system's (a private
-    CA; ``SSL_CERT_FILE`` works too), read where the engine opens.
-    """
-
-    max_concurrency: int = 16
-    request_timeout_s: float = 60.0
-    row_deadline_s: float | None = 300.0
-    embedding_rows_per_request: int = 1
-    batch_deadline_s: float | None = None
-    http_client: HTTPClient = "auto"
-    max_reply_bytes: int = 64 * 1024 * 1024
-    tls_ca_file: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.http_client not in HTTP_CLIENTS:
-            raise InvalidOptionError(
-                f"http_client={self.http_client!r} is not allowed: must be one of {', '.join(HTTP_CLIENTS)}"
-            )
-        if self.tls_ca_file is not None and (not isinstance(self.tls_ca_file, str) or not self.tls_ca_file):
-            raise InvalidOptionError(f"tls_ca_file={self.tls_ca_file!r} is not allowed: must be a file path")
-        for name in ("max_concurrency", "embedding_rows_per_request", "max_reply_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidOptionError(f"{name}={value!r} is not allowed: must be an int >= 1")
-        for name in ("request_timeout_s", "row_deadline_s", "batch_deadline_s"):
-            value = getattr(self, name)
-            if value is None and name != "request_timeout_s":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise InvalidOptionError(f"{name}={value!r} is not allowed: must be a number of seconds > 0")
 
 
 class LLMEngine:
@@ -117,7 +71,13 @@ class LLMEngine:
         self.provider = provider
         self.settings = settings or EngineSettings()
         self.spec: CallSpec = resolve_call(provider, environ)
-        self.encoding = load_encoding(self.spec.model) if self.spec.max_context_size else None
+        counts_here = self.spec.max_context_size and self.settings.context_tokenizer == "tiktoken"
+        self.encoding = load_encoding(self.spec.model) if counts_here else None
+        self._server_tokens: EndpointTokenizer | None = None
+        if self.spec.max_context_size and self.settings.context_tokenizer == "endpoint":
+            self._server_tokens = EndpointTokenizer(
+                self.spec.url, self.spec.model, self._open_session_for, self.settings.request_timeout_s
+            )
         self.observer: EngineObserver = observer or NullObserver()
         self._sleep = sleep
         self._clock = clock
@@ -153,7 +113,10 @@ class LLMEngine:
         problem = unsendable(text, model)
         if problem is not None:
             return self._unsent(problem)
-        fitted = self._fit(text)
+        try:
+            fitted = await self._fitted(text)
+        except EndpointError as exc:
+            return self._unsent(f"counting its tokens with the server failed: {self._redact(str(exc))}")
         if fitted is None:
             return RowResult(None, SKIPPED)
         try:
@@ -174,6 +137,28 @@ class LLMEngine:
         return fit_to_context(
             text, self.encoding, self.spec.max_context_size, self.spec.context_overflow_action
         ).text
+
+    async def _fitted(self, text: str) -> str | None:
+        """The row after the context limit (None: skipped), counted where the settings say."""
+        return self._fit(text) if self._server_tokens is None else await self._fit_on_server(text)
+
+    async def _fit_on_server(self, text: str) -> str | None:
+        """The row cut to ``max_context_size`` by the server's tokenizer (or tiktoken's, if none)."""
+        tokenizer, limit = self._server_tokens, self.spec.max_context_size
+        if tokenizer is None or limit is None:
+            return text
+        try:
+            return (await tokenizer.fit(text, limit, self.spec.context_overflow_action)).text
+        except EndpointTokenizerMissing as exc:
+            logger.warning(
+                "context_tokenizer='endpoint', but the server has no usable tokenizer (%s): "
+                "counting with tiktoken instead",
+                self._redact(str(exc)),
+            )
+            self._server_tokens = None
+            await tokenizer.aclose()
+            self.encoding = load_encoding(self.spec.model)
+            return self._fit(text)
 
     # --- many rows -----------------------------------------------------------------------------
     async def run_batch(
@@ -223,7 +208,14 @@ class LLMEngine:
         for index, text in enumerate(inputs):
             model = None if models is None else models[index]
             problem = None if text is None else unsendable(text, model, check_encoding=True)
-            fitted = None if text is None or problem is not None else self._fit(text)
+            fitted = None
+            if text is not None and problem is None:
+                try:
+                    fitted = (
+                        self._fit(text) if self._server_tokens is None else await self._fit_on_server(text)
+                    )
+                except EndpointError as exc:
+                    problem = f"counting its tokens with the server failed: {self._redact(str(exc))}"
             if fitted is None:
                 if text is None:
                     done = RowResult(None, NULL_INPUT)
@@ -358,20 +350,26 @@ class LLMEngine:
     def _get_session(self) -> HTTPSession:
         if self._session is None or self._session.closed:
             self._loop = asyncio.get_running_loop()
-            self._session = open_session(
-                self.spec.url,
-                self.spec.headers,
-                self.settings.max_concurrency,
-                client=self.settings.http_client,
-                max_reply_bytes=self.settings.max_reply_bytes,
-                tls_ca_file=self.settings.tls_ca_file,
-            )
+            self._session = self._open_session_for(self.spec.url, self.settings.max_concurrency)
         return self._session
+
+    def _open_session_for(self, url: str, max_connections: int = 2) -> HTTPSession:
+        """A session to ``url`` (the API, or the server's tokenizer) with this engine's settings."""
+        return open_session(
+            url,
+            self.spec.headers,
+            max_connections,
+            client=self.settings.http_client,
+            max_reply_bytes=self.settings.max_reply_bytes,
+            tls_ca_file=self.settings.tls_ca_file,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP session; call on the loop that made the requests."""
         if self._session is not None and not self._session.closed:
             await self._session.aclose()
+        if self._server_tokens is not None:
+            await self._server_tokens.aclose()
         self._session = None
         self._slots = None
 
@@ -391,30 +389,10 @@ class LLMEngine:
             except Exception:
                 pass
         session.abandon()
+        if self._server_tokens is not None:
+            self._server_tokens.abandon()
         self._session = None
         self._slots = None
-
-
-def unsendable(text: object, model: object = None, *, check_encoding: bool = False) -> str | None:
-    """Why a row's text (or model override) cannot go into a JSON request, or None.
-
-    A row must be a string: a number, a list or bytes is refused rather than sent as something
-    the model would read differently (and a float NaN is not even JSON). With
-    ``check_encoding`` a text that UTF-8 cannot encode (a lone surrogate) is refused too; the
-    single-row path finds that when it encodes the body instead, at no extra cost.
-    """
-    for name, value in (("text", text), ("model", model)):
-        if value is None or type(value) is str:
-            continue
-        if not isinstance(value, str):
-            shown = "NaN" if isinstance(value, float) and value != value else type(value).__name__
-            return f"its {name} is {shown}, not a string"
-    if check_encoding:
-        try:
-            cast(str, text).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return f"the text is not valid Unicode ({exc.reason} at position {exc.start})"
-    return None
 
 
 def _check_reply(

@@ -349,3 +349,25 @@ class BodyTemplates:
             return None
         prefix, _, suffix = whole.partition(marker)
         return prefix.encode("utf-8"), suffix.encode("utf-8")
+
+
+def unsendable(text: object, model: object = None, *, check_encoding: bool = False) -> str | None:
+    """Why a row's text (or model override) cannot go into a JSON request, or None.
+
+    A row must be a string: a number, a list or bytes is refused rather than sent as something
+    the model would read differently (and a float NaN is not even JSON). With
+    ``check_encoding`` a text that UTF-8 cannot encode (a lone surrogate) is refused too; the
+    single-row path finds that when it encodes the body instead, at no extra cost.
+    """
+    for name, value in (("text", text), ("model", model)):
+        if value is None or type(value) is str:
+            continue
+        if not isinstance(value, str):
+            shown = "NaN" if isinstance(value, float) and value != value else type(value).__name__
+            return f"its {name} is {shown}, not a string"
+    if check_encoding:
+        try:
+            str(text).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"the text is not valid Unicode ({exc.reason} at position {exc.start})"
+    return None

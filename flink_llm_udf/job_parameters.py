@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._durations import parse_duration
-from ._engine import EngineSettings
+from ._engine_settings import EngineSettings
 from ._errors import InvalidOptionError
 from ._options import OPTIONS
 from ._provider import OpenAICompatProvider

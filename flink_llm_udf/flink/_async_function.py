@@ -20,7 +20,8 @@ from pyflink.datastream import (
     StreamExecutionEnvironment,
 )
 
-from .._engine import EngineSettings, LLMEngine
+from .._engine import LLMEngine
+from .._engine_settings import EngineSettings
 from .._errors import RowFailedError
 from .._provider import TASK_CHAT, OpenAICompatProvider
 from .._results import FAILED, IGNORED, RowResult

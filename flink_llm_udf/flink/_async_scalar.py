@@ -12,7 +12,8 @@ from typing import Any
 from pyflink.table import DataTypes
 from pyflink.table.udf import AsyncScalarFunction, FunctionContext, UserDefinedScalarFunctionWrapper, udf
 
-from .._engine import EngineSettings, LLMEngine
+from .._engine import LLMEngine
+from .._engine_settings import EngineSettings
 from .._errors import RowFailedError
 from .._provider import TASK_EMBEDDINGS, OpenAICompatProvider
 from .._results import FAILED

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from .._engine import EngineSettings
+from .._engine_settings import EngineSettings
 from .._errors import InvalidOptionError
 from .._provider import OpenAICompatProvider
 from ..job_parameters import DEFAULT_PREFIX, provider_from_lookup, settings_from_lookup

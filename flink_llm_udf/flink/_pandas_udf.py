@@ -15,7 +15,7 @@ from pyflink.table.types import DataType
 from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedScalarFunctionWrapper, udf
 
 from .._batch import BlockingEngine
-from .._engine import EngineSettings
+from .._engine_settings import EngineSettings
 from .._provider import TASK_EMBEDDINGS, OpenAICompatProvider
 from .._results import RowResult
 from ..job_parameters import DEFAULT_PREFIX

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyflink.table import TableEnvironment
 
-from .._engine import EngineSettings
+from .._engine_settings import EngineSettings
 from .._provider import OpenAICompatProvider
 from ..job_parameters import DEFAULT_PREFIX
 from ._async_scalar import ai_complete_async_udf, ai_embed_async_udf

@@ -8,6 +8,9 @@ and the answer. ``/v1/models`` only checks the API key.
 
 Admin endpoints are never key-protected: ``GET /sim/stats[?requests=1]``, ``POST /sim/reset``,
 ``POST /sim/config`` (JSON object of :data:`~.config.RUNTIME_FIELDS` changes), ``GET /health``.
+With ``record_requests`` each request is kept (method, path, query, headers with the key masked,
+body, time) with what it got: ``status`` (None when no answer was written: a reset, or a client
+that gave up first) and ``fault`` (the injected fault's label, as counted in ``faults``, or None).
 """
 
 from __future__ import annotations
@@ -222,7 +225,8 @@ class SimulatorServer:
             "headers": headers,
             "body": body,
             "time": time.time(),
-            "status": None,
+            "status": None,  # None: no answer was written (a reset, or a client that gave up)
+            "fault": None,  # the label of an injected fault (as counted in stats' "faults")
         }
         if len(self.stats.recorded) < config.record_limit:
             self.stats.recorded.append(record)
@@ -267,7 +271,7 @@ class SimulatorServer:
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
         try:
-            return await self._process(request, config, kind)
+            return await self._process(request, config, kind, record)
         finally:
             stats.in_flight -= 1
 
@@ -279,7 +283,9 @@ class SimulatorServer:
         body = error_body(message + " Please try again later.", "requests", None, "rate_limit_exceeded")
         return _json(429, body, headers)
 
-    async def _process(self, request: web.Request, config: SimulatorConfig, kind: str) -> web.StreamResponse:
+    async def _process(
+        self, request: web.Request, config: SimulatorConfig, kind: str, record: dict[str, Any] | None
+    ) -> web.StreamResponse:
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -336,6 +342,8 @@ class SimulatorServer:
             fault = random_fault(config, self._rng)
         if fault is not None:
             _bump(self.stats.faults, fault.label)
+            if record is not None:
+                record["fault"] = fault.label
             delay += fault.delay_s
         if delay > 0.0:
             await asyncio.sleep(delay)

@@ -216,6 +216,7 @@ def test_engine_keys_come_from_the_settings_fields():
         "http-client": "http_client",
         "max-reply-bytes": "max_reply_bytes",
         "tls-ca-file": "tls_ca_file",
+        "context-tokenizer": "context_tokenizer",
     }
     assert [o.field for o in ENGINE_OPTIONS] == [f.name for f in dataclasses.fields(EngineSettings)]
 

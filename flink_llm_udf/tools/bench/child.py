@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # imported where used: the child imports only what its case n
     from pyflink.common import Configuration, Row
     from pyflink.table.udf import UserDefinedScalarFunctionWrapper
 
-    from flink_llm_udf._engine import EngineSettings
+    from flink_llm_udf._engine_settings import EngineSettings
     from flink_llm_udf._provider import OpenAICompatProvider
 
 PREFIX = "@bench "
@@ -71,7 +71,7 @@ def provider_for(case: Case, base_url: str) -> OpenAICompatProvider:
 
 
 def _settings(case: Case) -> EngineSettings:
-    from flink_llm_udf._engine import EngineSettings
+    from flink_llm_udf._engine_settings import EngineSettings
 
     return EngineSettings(max_concurrency=case.concurrency, embedding_rows_per_request=case.rows_per_request)
 
