@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._errors import MalformedResponseError
 from ._http import HTTPSession
-from ._tokens import Fitted
+from ._tokens import Fitted, over_the_limit
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +64,9 @@ class EndpointTokenizer:
             return Fitted(text, -1, False)
         tokens = await self.tokenize(text)
         count = len(tokens)
-        if count <= max_tokens:
-            return Fitted(text, count, False)
-        if action.endswith("-log"):
-            logger.info("input of %d tokens exceeds max-context-size %d: %s", count, max_tokens, action[:-4])
-        if action.startswith("skipped"):
-            return Fitted(None, count, True)
+        unchanged_or_skipped = over_the_limit(text, count, max_tokens, action)
+        if unchanged_or_skipped is not None:
+            return unchanged_or_skipped
         keep_head = action.startswith("truncated-tail")
         budget = max_tokens
         for _ in range(_MAX_RECUTS):

@@ -98,6 +98,20 @@ def _try_download(name: str, model: str | None) -> tiktoken.Encoding:
             ) from None
 
 
+def over_the_limit(text: str, count: int, max_tokens: int, action: str) -> Fitted | None:
+    """What a count decides alone: the text unchanged, or skipped; None when it must be cut.
+
+    Logs the count and threshold (never the text) for the ``-log`` actions.
+    """
+    if count <= max_tokens:
+        return Fitted(text, count, False)
+    if action.endswith("-log"):
+        logger.info("input of %d tokens exceeds max-context-size %d: %s", count, max_tokens, action[:-4])
+    if action.startswith("skipped"):
+        return Fitted(None, count, True)
+    return None
+
+
 def fit_to_context(text: str, encoding: tiktoken.Encoding, max_tokens: int, action: str) -> Fitted:
     """Apply ``context_overflow_action`` to ``text`` when it has more than ``max_tokens`` tokens.
 
@@ -106,12 +120,9 @@ def fit_to_context(text: str, encoding: tiktoken.Encoding, max_tokens: int, acti
     """
     tokens = encoding.encode(text, disallowed_special=())
     count = len(tokens)
-    if count <= max_tokens:
-        return Fitted(text, count, False)
-    if action.endswith("-log"):
-        logger.info("input of %d tokens exceeds max-context-size %d: %s", count, max_tokens, action[:-4])
-    if action.startswith("skipped"):
-        return Fitted(None, count, True)
+    unchanged_or_skipped = over_the_limit(text, count, max_tokens, action)
+    if unchanged_or_skipped is not None:
+        return unchanged_or_skipped
     kept = tokens[:max_tokens] if action.startswith("truncated-tail") else tokens[-max_tokens:]
     # A token boundary can fall inside a multi-byte character; only the cut edge can be partial.
     return Fitted(encoding.decode_bytes(kept).decode("utf-8", errors="ignore"), count, True)
