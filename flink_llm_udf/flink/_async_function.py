@@ -130,8 +130,9 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
             return self._rows_for(value, self._text_of(value), RowResult(None, IGNORED, error=error))
         raise TimeoutError(f"{error} (strategy FAILOVER); raise the timeout or use IGNORE")
 
-    def _rows_for(self, record: Any, text: str | None, result: RowResult) -> list[Row]:
+    def _rows_for(self, record: Any, text: object, result: RowResult) -> list[Row]:
         key = None if self._key_of is None else _as_str(self._key_of(record))
+        text = _as_str(text)  # the STRING field must hold what came in, even if it could not be sent
         usage = result.usage
         prompt = None if usage is None else usage.prompt_tokens
         completion = None if usage is None else usage.completion_tokens
@@ -158,7 +159,15 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
 
 
 def _as_str(value: Any) -> str | None:
-    return None if value is None else str(value)
+    """``value`` as a STRING field can carry it: ``str()`` of it, a lone surrogate escaped."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def use_this_python_locally(env: StreamExecutionEnvironment) -> None:

@@ -46,7 +46,7 @@ def _as_list(column: Any, length: int) -> list[Any]:
         return [None] * length
     if not hasattr(column, "tolist"):
         return [column] * length  # a literal argument arrives as a scalar
-    return [None if v is None or v != v else v for v in column.tolist()]  # NaN -> None
+    return [None if v is None or (isinstance(v, float) and v != v) else v for v in column.tolist()]  # NaN
 
 
 class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):

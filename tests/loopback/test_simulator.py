@@ -471,6 +471,30 @@ def test_record_limit_bounds_recording() -> None:
     assert len(stats["requests"]) == 2 and stats["recorded_dropped"] == 2
 
 
+def test_recorded_requests_name_their_fault_and_have_no_status_when_nothing_was_answered() -> None:
+    """What a soak counts good replies by: status 200 and no fault (a malformed body is a 200 too);
+    a reset, or a request whose client gave up before the answer, was never answered."""
+    with SimulatorThread(record_requests=True, timeout_hang_s=5.0) as server:
+        chat(server, "plain")
+        chat(server, "[sim:status=503] down")
+        chat(server, "[sim:malformed] broken")
+        (reset,) = post_many(server.base_url + "/chat/completions", [chat_body("[sim:reset] gone")])
+        server.update(fault_timeout=1.0)
+        (gave_up,) = post_many(server.base_url + "/chat/completions", [chat_body("slow")], timeout=0.3)
+        wait_until(lambda: server.stats()["in_flight"] == 0)  # the hung handler was cancelled
+        stats = server.stats(include_requests=True)
+    assert isinstance(reset, aiohttp.ClientError) and isinstance(gave_up, asyncio.TimeoutError)
+    got = [(r["body"]["messages"][0]["content"], r["status"], r["fault"]) for r in stats["requests"]]
+    assert got == [
+        ("plain", 200, None),
+        ("[sim:status=503] down", 503, "directive_status_503"),
+        ("[sim:malformed] broken", 200, "directive_malformed"),
+        ("[sim:reset] gone", None, "directive_reset"),
+        ("slow", None, "fault_timeout"),
+    ]
+    assert stats["by_status"] == {"200": 2, "503": 1}
+
+
 def test_admin_reset_and_config_over_http(sim: SimulatorThread) -> None:
     chat(sim, "x")
     admin = sim.admin_url
