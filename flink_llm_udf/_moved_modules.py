@@ -32,7 +32,7 @@ MOVED_MODULES: dict[str, str] = {
     f"{_P}.slots": f"{_P}._slots",
     f"{_P}.event_loops": f"{_P}._event_loops",
     f"{_P}.config": f"{_P}.job_parameters",
-    f"{_P}.http11": f"{_P}._http._http11",
+    f"{_P}.http11": f"{_P}._http._builtin",
     f"{_P}.transport": f"{_P}._http",
     f"{_P}.cli": f"{_P}.tools.cli",
     f"{_P}.demo": f"{_P}.tools.demo",

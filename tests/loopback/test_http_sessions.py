@@ -18,7 +18,14 @@ import pytest
 from aiohttp import web
 
 from flink_llm_udf import InvalidOptionError, OpenAICompatProvider, run_batch
-from flink_llm_udf._http import HTTP_CLIENT_ENV, env_request_options, open_session, preferred_client, reply_of
+from flink_llm_udf._http import (
+    HTTP_CLIENT_ENV,
+    SHIPPED_HTTP_CLIENTS,
+    env_request_options,
+    open_session,
+    preferred_client,
+    reply_of,
+)
 from flink_llm_udf.simulator import SimulatorThread
 
 PROXY_ENV = (
@@ -213,3 +220,36 @@ def test_an_unknown_preferred_client_names_the_variable(monkeypatch):
     monkeypatch.setenv(HTTP_CLIENT_ENV, "curl")
     with pytest.raises(InvalidOptionError, match=r"FLINK_LLM_HTTP_CLIENT='curl'.*builtin, aiohttp"):
         preferred_client()
+
+
+@pytest.mark.parametrize("client", SHIPPED_HTTP_CLIENTS)
+def test_url_credentials_are_refused_without_being_echoed(client):
+    """``_wire.resolve_call`` turns them into a header first; a URL that still has them is refused."""
+
+    async def opened() -> None:
+        open_session("https://alice:pa55w0rd-secret@api.example.invalid/v1", (), 4, client=client)
+
+    with pytest.raises(InvalidOptionError, match="credentials") as caught:
+        asyncio.run(opened())
+    assert "pa55w0rd" not in str(caught.value) and "alice" not in str(caught.value)
+
+
+@pytest.mark.parametrize("client", SHIPPED_HTTP_CLIENTS)
+@pytest.mark.parametrize("name", ["X Bad", "X-Bad:", "", "X-Bäd", "X-Bad\r\nX-Injected"])
+def test_a_header_name_that_is_not_a_token_is_refused_at_open(client, name):
+    async def opened() -> None:
+        open_session("http://127.0.0.1:9/v1", ((name, "sk-secret-value-0123456789"),), 4, client=client)
+
+    with pytest.raises(InvalidOptionError, match="header") as caught:
+        asyncio.run(opened())
+    assert "sk-secret-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize("client", SHIPPED_HTTP_CLIENTS)
+@pytest.mark.parametrize("url", ["ftp://host/x", "http:///nohost", "not a url", "http://host:70000/v1"])
+def test_an_unusable_url_is_refused_at_open(client, url):
+    async def opened() -> None:
+        open_session(url, (), 4, client=client)
+
+    with pytest.raises(InvalidOptionError, match="URL"):
+        asyncio.run(opened())
