@@ -24,12 +24,11 @@ SET 'pipeline.global-job-parameters' = 'ai.endpoint:"http://127.0.0.1:8000/v1",a
 -- flink-llm sql also accepts one key per statement and turns it into a job parameter:
 --   SET 'ai.model' = 'gpt-4o-mini';
 
--- recommended_settings(max_concurrency=64) from flink_llm_udf.flink
+-- Flink settings for 64 requests in flight: flink_llm_udf.flink.sql_set_statements(64)
 SET 'python.fn-execution.arrow.batch.size' = '6400';
 SET 'python.fn-execution.bundle.size' = '12800';
-SET 'python.fn-execution.bundle.time' = '1000';
+SET 'python.fn-execution.bundle.time' = '50';
 SET 'table.exec.async-scalar.max-concurrent-operations' = '1024';
-SET 'table.exec.async-scalar.buffer-capacity' = '1024';
 SET 'table.exec.async-scalar.timeout' = '0 ms';
 SET 'table.exec.async-scalar.retry-strategy' = 'NO_RETRY';
 

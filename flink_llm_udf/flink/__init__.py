@@ -3,7 +3,10 @@
 - Table API / SQL, vectorized: ``ai_complete_udf``, ``ai_complete_result_udf``, ``ai_embed_udf``
 - SQL, async (no batch barrier): ``ai_complete_async_udf``, ``ai_embed_async_udf``
 - DataStream: ``LLMAsyncFunction`` with ``apply_llm`` (or ``AsyncDataStream.*_wait``)
-- ``register_functions(table_env, provider)`` and ``recommended_settings()``
+- ``register_functions(table_env, provider)`` and ``recommended_settings()``; the same settings
+  for a StreamExecutionEnvironment (``apply_to_stream_environment``, which ``apply_llm`` calls) and
+  as a SQL ``SET`` block (``sql_set_statements``); ``stall_warnings`` says what a configuration
+  will cost
 """
 
 from ._async_function import OUTPUT_FIELDS, LLMAsyncFunction, apply_llm, output_type
@@ -18,7 +21,13 @@ from ._pandas_udf import (
     result_row_type,
 )
 from ._register import register_functions
-from ._tuning import apply_recommended_settings, recommended_settings
+from ._tuning import (
+    apply_recommended_settings,
+    apply_to_stream_environment,
+    recommended_settings,
+    sql_set_statements,
+    stall_warnings,
+)
 
 __all__ = [
     "METRIC_GROUP",
@@ -35,8 +44,11 @@ __all__ = [
     "ai_embed_udf",
     "apply_llm",
     "apply_recommended_settings",
+    "apply_to_stream_environment",
     "output_type",
     "recommended_settings",
     "register_functions",
     "result_row_type",
+    "sql_set_statements",
+    "stall_warnings",
 ]

@@ -29,7 +29,7 @@ from ..job_parameters import DEFAULT_PREFIX
 from ._batched_submit import install_batched_submit
 from ._function_setup import PicklesWithoutEngine, Prefixes, declared_settings, resolve_configuration
 from ._gauges import FlinkMetrics
-from ._tuning import ASYNC_SLOTS_PER_REQUEST
+from ._tuning import ASYNC_SLOTS_PER_REQUEST, apply_to_stream_environment
 
 OUTPUT_FIELDS = [
     "key",
@@ -196,6 +196,7 @@ def apply_llm(
     capacity: int | None = None,
     timeout_s: float | None = None,
     task: str = TASK_CHAT,
+    apply_settings: bool = True,
 ) -> DataStream:
     """Apply ``function`` to ``stream`` with settings that suit LLM calls.
 
@@ -207,9 +208,16 @@ def apply_llm(
     request and every row's retry budget (``row_deadline_s``), so a slow row ends as an error
     record under IGNORE. Pass a number to add Flink's own timeout on top;
     ``LLMAsyncFunction.timeout`` then also yields an error record under IGNORE.
+
+    ``apply_settings`` sets the Python bundle settings of ``recommended_settings`` on the
+    stream's environment where the user has not (they apply to every Python operator of the
+    job): without them each bundle of Flink's default 1,000 rows drains the request slots, and
+    a quiet stream's rows wait up to two seconds for their bundle.
     """
     use_this_python_locally(stream.get_execution_environment())
     settings = declared_settings(_job_parameters_of(stream), function._settings, function._prefix)
+    if apply_settings:
+        apply_to_stream_environment(stream.get_execution_environment(), settings.max_concurrency)
     capacity = capacity or ASYNC_SLOTS_PER_REQUEST * settings.max_concurrency
     timeout = Time.milliseconds(int(1000 * (timeout_s or 0)))
     wait = AsyncDataStream.ordered_wait if ordered else AsyncDataStream.unordered_wait

@@ -79,7 +79,7 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
             self._engine = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         install_row_copy_workaround()  # as early as the worker can: before any operation runs
 
 

@@ -109,3 +109,10 @@ class PicklesWithoutEngine:
         state["_engine"] = None
         state["metrics"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # Unpickled in the worker before PyFlink opens the operation: check what it opens with.
+        from ._stall_check import install_stall_check
+
+        install_stall_check()

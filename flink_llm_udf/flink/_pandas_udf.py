@@ -8,6 +8,7 @@ call (``ai_complete(review, 'gpt-4o-mini')``); a literal arrives as a scalar and
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyflink.table import DataTypes
@@ -21,6 +22,9 @@ from .._results import RowResult
 from ..job_parameters import DEFAULT_PREFIX
 from ._function_setup import PicklesWithoutEngine, Prefixes, resolve_configuration
 from ._gauges import FlinkMetrics
+from ._tuning import ARROW_BATCH_SIZE, BUNDLE_SIZE, FLINK_DEFAULTS, pandas_batch_size
+
+logger = logging.getLogger(__name__)
 
 RESULT_FIELDS = ("value", "error", "status", "attempts", "prompt_tokens", "completion_tokens")
 
@@ -73,6 +77,7 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
         self._task = task
         self._engine: BlockingEngine | None = None
         self.metrics: FlinkMetrics | None = None
+        self._small_batches = 0
 
     def open(self, function_context: FunctionContext) -> None:
         provider, settings = resolve_configuration(
@@ -90,11 +95,35 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
         if self._engine is None:
             raise RuntimeError("the function is not open: Flink calls open() before eval()")
         inputs = _as_list(texts, len(texts))
+        self._watch_batch_size(len(inputs))
         model_list = None if models is None else _as_list(models, len(inputs))
         results = self._engine.run_batch(inputs, model_list)
         if self._output == "result":
             return pd.DataFrame([_result_tuple(r) for r in results], columns=list(RESULT_FIELDS))
         return pd.Series([r.value for r in results], dtype=object)
+
+    def _watch_batch_size(self, rows: int) -> None:
+        """Warn once when batches keep coming at Flink's default size, too few for the slots."""
+        if self._engine is None or self._small_batches < 0:
+            return
+        concurrency = self._engine.engine.settings.max_concurrency
+        if rows != int(FLINK_DEFAULTS[ARROW_BATCH_SIZE]) or rows >= 16 * concurrency:
+            return
+        self._small_batches += 1
+        if self._small_batches == 3:
+            self._small_batches = -1
+            logger.warning(
+                "Pandas UDF: Arrow batches of %d rows (Flink's default %s) keep fewer rows than %d "
+                "request slots can use well, and each batch waits for its slowest row; set %s to %s "
+                "and %s to %s (register_functions and flink-llm sql do)",
+                rows,
+                ARROW_BATCH_SIZE,
+                concurrency,
+                ARROW_BATCH_SIZE,
+                pandas_batch_size(concurrency),
+                BUNDLE_SIZE,
+                2 * pandas_batch_size(concurrency),
+            )
 
     def close(self) -> None:
         if self._engine is not None:

@@ -37,6 +37,8 @@ class SqlRunnerError(FlinkLLMError):
 
 
 JOB_PARAMETERS = "pipeline.global-job-parameters"
+#: Statements that start a job: the recommended settings must be in place before them.
+_SUBMITS_A_JOB = frozenset({"INSERT", "STATEMENT SET", "EXECUTE", "SELECT", "WITH", "VALUES"})
 #: Keys under this prefix configure our SQL functions (see flink_llm_udf.job_parameters).
 JOB_PARAMETER_PREFIX = "ai."
 
@@ -83,6 +85,8 @@ class StatementExecutor:
         self.out = out
         self.set_keys: dict[str, str] = {}
         self.statement_set: list[Statement] | None = None  # inside BEGIN STATEMENT SET; ... END;
+        self.tuned: dict[str, str] = {}  # recommended settings this executor applied itself
+        self._warned: set[str] = set()
 
     def run(self, statements: Sequence[Statement]) -> None:
         """Execute ``statements`` in order; :class:`SqlRunnerError` names the first that fails."""
@@ -117,6 +121,8 @@ class StatementExecutor:
         if (option := parse_set(statement.text)) is not None:
             self._set(*option)
             return
+        if kind in _SUBMITS_A_JOB:
+            self.tune()
         result = self.t_env.execute_sql(statement.text)
         if kind in ("INSERT", "STATEMENT SET"):
             self._finish_job(result)
@@ -160,7 +166,26 @@ class StatementExecutor:
         else:
             configuration.remove_config(JOB_PARAMETERS)
 
+    def tune(self) -> None:
+        """Apply ``recommended_settings`` for the declared ``ai.max-concurrency`` wherever the file
+        (or ``--set``) did not SET the key, and warn once about what it set that will stall."""
+        from flink_llm_udf._engine_settings import EngineSettings
+        from flink_llm_udf.flink._tuning import recommended_settings, stall_warnings
+
+        declared = self.set_keys.get(JOB_PARAMETER_PREFIX + "max-concurrency", "")
+        concurrency = int(declared) if declared.strip().isdigit() else EngineSettings().max_concurrency
+        config = self.t_env.get_config()
+        for key, value in recommended_settings(concurrency).items():
+            if key not in self.set_keys and (key in self.tuned or config.get(key, None) is None):
+                config.set(key, value)
+                self.tuned[key] = value
+        for warning in stall_warnings(self.set_keys, concurrency):
+            if warning not in self._warned:
+                self._warned.add(warning)
+                print(f"warning: {warning}", file=sys.stderr)
+
     def _execute_statement_set(self, inserts: list[Statement]) -> None:
+        self.tune()
         statement_set = self.t_env.create_statement_set()
         for insert in inserts:
             statement_set.add_insert_sql(insert.text)
