@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import psutil
 
 from .. import PACKAGE_PARENT
+from ..cluster.environment import clean_environ
 from .child import PREFIX
 from .plan import Case
 
@@ -119,7 +120,9 @@ def run_child(
         "ds_capacity": ds_capacity,
     }
     log_dir.mkdir(parents=True, exist_ok=True)
-    child_env = dict(os.environ if env is None else env)
+    # A fresh process per case: without what an earlier local PyFlink run in this process left
+    # (PYFLINK_GATEWAY_DISABLED would keep the child from starting its own gateway).
+    child_env = clean_environ(os.environ if env is None else env)
     # Flink writes local logs under site-packages without FLINK_LOG_DIR.
     child_env.setdefault("FLINK_LOG_DIR", str(log_dir))
     root = str(PACKAGE_PARENT)
