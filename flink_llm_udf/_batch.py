@@ -62,8 +62,9 @@ class BlockingEngine:
         settings: EngineSettings | None = None,
         *,
         observer: EngineObserver | None = None,
+        subtasks: int = 1,
     ) -> None:
-        self.engine = LLMEngine(provider, settings, observer=observer)
+        self.engine = LLMEngine(provider, settings, observer=observer, subtasks=subtasks)
         self._loop = LoopThread()
 
     def run_batch(

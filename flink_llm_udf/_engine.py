@@ -20,12 +20,14 @@ from ._engine_settings import EngineSettings
 from ._errors import (
     EndpointError,
     EndpointStatusError,
+    EndpointTimeoutError,
     MalformedResponseError,
     RowFailedError,
 )
 from ._http import HTTPReply, HTTPSession, open_session
 from ._observers import EngineObserver, NullObserver
 from ._provider import TASK_CHAT, OpenAICompatProvider
+from ._quota import QuotaGate, TokenEstimator
 from ._results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
 from ._retry import delay_before_retry, is_retryable_status, parse_retry_after
 from ._secrets import Redactor
@@ -67,6 +69,7 @@ class LLMEngine:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
         uniform: Callable[[], float] = random.random,
+        subtasks: int = 1,
     ) -> None:
         self.provider = provider
         self.settings = settings or EngineSettings()
@@ -87,6 +90,21 @@ class LLMEngine:
         self._slots: RequestSlots | None = None
         self._bodies = BodyTemplates(self.spec)
         self.in_flight = 0
+        self.subtasks = max(1, subtasks)
+        self.quota = QuotaGate(
+            requests_per_minute=self.settings.requests_per_minute,
+            tokens_per_minute=self.settings.tokens_per_minute,
+            subtasks=self.subtasks,
+            max_concurrency=self.settings.max_concurrency,
+            clock=clock,
+            sleep=sleep,
+            on_concurrency=self._resize_slots,
+            adaptive=self.settings.adaptive_concurrency,
+        )
+        self._estimator: TokenEstimator | None = None
+        attach = getattr(self.observer, "attach_quota", None)
+        if attach is not None:
+            attach(self.quota.usage)
 
     def __repr__(self) -> str:
         return (
@@ -124,7 +142,15 @@ class LLMEngine:
         except UnicodeEncodeError as exc:
             return self._unsent(f"the text is not valid Unicode ({exc.reason} at position {exc.start})")
         parse = _chat_value if self.is_chat else _single_embedding
-        return await self._send(body, parse, on_backoff)
+        return await self._send(body, parse, on_backoff, self._tokens_of(fitted))
+
+    def _tokens_of(self, texts: str | list[str]) -> int:
+        """The request's estimated tokens when a token budget is in force (else 0: not counted)."""
+        if not self.quota.counts_tokens:
+            return 0
+        if self._estimator is None:
+            self._estimator = TokenEstimator(self.spec, self.settings.completion_tokens_estimate)
+        return self._estimator.estimate(texts)
 
     def _unsent(self, problem: str) -> RowResult:
         """A row that cannot go into a request: its own error, never the batch's (no attempt made)."""
@@ -241,7 +267,9 @@ class LLMEngine:
         async def one_chunk(model: str | None, members: list[tuple[int, str]]) -> None:
             texts = [text for _, text in members]
             group = await self._send(
-                self._bodies.encode(texts, model), lambda payload: (parse_embeddings(payload, len(texts)), ())
+                self._bodies.encode(texts, model),
+                lambda payload: (parse_embeddings(payload, len(texts)), ()),
+                tokens=self._tokens_of(texts),
             )
             if group.outcome == OK:
                 vectors = cast("list[list[float]]", group.value)
@@ -275,10 +303,15 @@ class LLMEngine:
         body: bytes,
         parse: Callable[[Any], tuple[Any, tuple[str, ...]]],
         on_backoff: Callable[[], None] | None = None,
+        tokens: int = 0,
     ) -> RowResult:
-        """One row's attempts; ``on_backoff`` is called before each wait for a retry."""
-        policy, settings, clock = self.spec.retry, self.settings, self._clock
-        attempts, status, started = 0, None, 0.0
+        """One row's attempts; ``on_backoff`` is called before each wait for a retry.
+
+        ``tokens`` is the request's estimate for the token budget. Time held by the quota gate
+        moves the row's deadline by as much: a row waiting for the quota is not failed by it.
+        """
+        policy, settings, clock, gate = self.spec.retry, self.settings, self._clock, self.quota
+        attempts, status, started, throttled = 0, None, 0.0, 0.0
         deadline: float | None = None
         error: EndpointError | None = None
         slots = self._slots or self._get_slots()
@@ -286,6 +319,13 @@ class LLMEngine:
             if not slots.take_now():
                 await slots.wait()
             try:
+                wait, taken = gate.reserve(tokens)
+                if wait > 0:
+                    held = await gate.settle(wait, taken, tokens)
+                    throttled += held
+                    if deadline is not None:
+                        deadline += held
+                gate.sent(tokens)
                 now = clock()
                 if attempts == 0:  # a row's deadline counts from its first attempt, not its queueing
                     started = now
@@ -296,6 +336,7 @@ class LLMEngine:
                 session = self._session
                 if session is None or session.closed:
                     session = self._get_session()
+                reply = None
                 try:
                     reply = await session.post(body, min(settings.request_timeout_s, remaining))
                     status = reply.status
@@ -305,7 +346,16 @@ class LLMEngine:
                     error = exc
                 finally:
                     self.in_flight -= 1
-                self.observer.request_done(clock() - now, error is None)
+                latency = clock() - now
+                self.observer.request_done(latency, error is None)
+                usage = None if reply is None or error is not None else parse_usage(reply.payload)
+                if reply is not None:
+                    used = None if usage is None else usage.total_tokens
+                    gate.reply(reply.status, reply.headers, latency, used, tokens)
+                if error is not None and (
+                    error.status in (429, 503) or isinstance(error, EndpointTimeoutError)
+                ):
+                    gate.overloaded(error.status, error.retry_after, {} if reply is None else reply.headers)
             finally:
                 slots.give_back()
             if error is None:
@@ -314,9 +364,10 @@ class LLMEngine:
                     OK,
                     status=status,
                     attempts=attempts,
-                    usage=parse_usage(reply.payload),
+                    usage=usage,
                     choices=choices,
                     latency_s=self._clock() - started,
+                    throttled_s=throttled,
                 )
             if not error.retryable or attempts >= policy.max_attempts:
                 break
@@ -338,7 +389,13 @@ class LLMEngine:
         if outcome == IGNORED:
             logger.debug("row ignored after %d attempt(s): %s", attempts, message)
         return RowResult(
-            None, outcome, error=message, status=status, attempts=attempts, latency_s=self._clock() - started
+            None,
+            outcome,
+            error=message,
+            status=status,
+            attempts=attempts,
+            latency_s=self._clock() - started,
+            throttled_s=throttled,
         )
 
     def _redact(self, text: str) -> str:
@@ -346,8 +403,13 @@ class LLMEngine:
 
     def _get_slots(self) -> RequestSlots:
         if self._slots is None:
-            self._slots = RequestSlots(self.settings.max_concurrency)
+            self._slots = RequestSlots(self.quota.aimd.allowed)
         return self._slots
+
+    def _resize_slots(self, allowed: int) -> None:
+        """The quota gate's adaptive limit changed: allow that many requests in flight."""
+        if self._slots is not None:
+            self._slots.resize(allowed)
 
     def _get_session(self) -> HTTPSession:
         if self._session is None or self._session.closed:

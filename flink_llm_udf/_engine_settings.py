@@ -36,6 +36,13 @@ class EngineSettings:
     counts tokens for the provider's ``max_context_size``: "tiktoken" (offline, OpenAI's
     encodings) or "endpoint" (the server's own ``/tokenize``, as llama.cpp and vLLM offer; falls
     back to tiktoken, with a warning, where the server has none).
+
+    ``requests_per_minute`` and ``tokens_per_minute`` are the endpoint's quota for the whole job
+    (None: none configured); each Flink subtask takes its share, so together they stay within
+    it. A request's tokens are estimated before it is sent (the prompt counted with tiktoken,
+    plus ``max_tokens`` or ``completion_tokens_estimate``) and corrected by the reply's usage.
+    ``adaptive_concurrency`` halves the requests in flight on a 429 or a timeout and grows them
+    back by one per window of successes, up to ``max_concurrency``.
     """
 
     max_concurrency: int = 16
@@ -47,8 +54,24 @@ class EngineSettings:
     max_reply_bytes: int = 64 * 1024 * 1024
     tls_ca_file: str | None = None
     context_tokenizer: ContextTokenizer = "tiktoken"
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    completion_tokens_estimate: int = 256
+    adaptive_concurrency: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise InvalidOptionError(
+                    f"{name}={value!r} is not allowed: must be a number > 0 (per minute)"
+                )
+        if not isinstance(self.adaptive_concurrency, bool):
+            raise InvalidOptionError(
+                f"adaptive_concurrency={self.adaptive_concurrency!r} is not allowed: must be True or False"
+            )
         if self.http_client not in HTTP_CLIENTS:
             raise InvalidOptionError(
                 f"http_client={self.http_client!r} is not allowed: must be one of {', '.join(HTTP_CLIENTS)}"
@@ -60,7 +83,12 @@ class EngineSettings:
             )
         if self.tls_ca_file is not None and (not isinstance(self.tls_ca_file, str) or not self.tls_ca_file):
             raise InvalidOptionError(f"tls_ca_file={self.tls_ca_file!r} is not allowed: must be a file path")
-        for name in ("max_concurrency", "embedding_rows_per_request", "max_reply_bytes"):
+        for name in (
+            "max_concurrency",
+            "embedding_rows_per_request",
+            "max_reply_bytes",
+            "completion_tokens_estimate",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(f"{name}={value!r} is not allowed: must be an int >= 1")

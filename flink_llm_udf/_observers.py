@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from ._results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
+
+if TYPE_CHECKING:
+    from ._quota import QuotaUsage
 
 # Stable, documented metric names (Flink exposes them under the operator's "flink_llm" group).
 METRIC_NAMES = {
@@ -26,7 +30,26 @@ METRIC_NAMES = {
     "completionTokens": "completion tokens the endpoint reported",
     "requestLatencyP50Ms": "median latency of the last 1,024 requests, in milliseconds",
     "requestLatencyP99Ms": "99th-percentile latency of the last 1,024 requests, in milliseconds",
+    "rateLimited": "replies with HTTP 429 (rate limited)",
+    "throttledMs": "time requests were held back by the quota gate, in milliseconds (summed over rows)",
+    "concurrencyLimit": "requests allowed in flight now (adaptive: halves on 429s and timeouts)",
+    "requestsLastMinute": "requests sent in the last minute",
+    "tokensLastMinute": "tokens used in the last minute (estimates, corrected by replies)",
+    "requestsPerMinuteLimit": "this subtask's share of the requests-per-minute quota (0: none)",
+    "tokensPerMinuteLimit": "this subtask's share of the tokens-per-minute quota (0: none)",
 }
+#: Metrics read from the quota gate rather than counted here.
+QUOTA_METRICS = frozenset(
+    {
+        "rateLimited",
+        "throttledMs",
+        "concurrencyLimit",
+        "requestsLastMinute",
+        "tokensLastMinute",
+        "requestsPerMinuteLimit",
+        "tokensPerMinuteLimit",
+    }
+)
 LATENCY_WINDOW = 1024
 
 
@@ -65,8 +88,15 @@ class CountingObserver:
 
     def __init__(self, keep_latencies: int = LATENCY_WINDOW) -> None:
         self._lock = threading.Lock()
-        self.counts: dict[str, int] = {name: 0 for name in METRIC_NAMES if "Latency" not in name}
+        self.counts: dict[str, int] = {
+            name: 0 for name in METRIC_NAMES if "Latency" not in name and name not in QUOTA_METRICS
+        }
         self.latencies_s: collections.deque[float] = collections.deque(maxlen=keep_latencies)
+        self._quota: Callable[[], QuotaUsage] | None = None
+
+    def attach_quota(self, usage: Callable[[], QuotaUsage]) -> None:
+        """Read the quota metrics from ``usage`` (the engine attaches its gate)."""
+        self._quota = usage
 
     def request_done(self, latency_s: float, ok: bool) -> None:
         with self._lock:
@@ -100,4 +130,20 @@ class CountingObserver:
             return self.latency_percentile_ms(0.5)
         if name == "requestLatencyP99Ms":
             return self.latency_percentile_ms(0.99)
+        if name in QUOTA_METRICS:
+            return self._quota_value(name)
         return self.counts[name]
+
+    def _quota_value(self, name: str) -> float:
+        if self._quota is None:
+            return 0.0
+        usage = self._quota()
+        return {
+            "rateLimited": usage.rate_limited,
+            "throttledMs": 1000.0 * usage.throttled_s,
+            "concurrencyLimit": usage.concurrency_limit,
+            "requestsLastMinute": usage.requests_last_minute,
+            "tokensLastMinute": usage.tokens_last_minute,
+            "requestsPerMinuteLimit": usage.requests_per_minute_limit or 0.0,
+            "tokensPerMinuteLimit": usage.tokens_per_minute_limit or 0.0,
+        }[name]

@@ -25,7 +25,8 @@ class RowResult:
 
     ``value`` is the first choice's text (chat), a ``list[float]`` (embeddings) or None;
     ``choices`` holds every choice when the provider asks for ``n > 1``; ``error`` never holds
-    the API key; ``status`` is the last HTTP status seen; ``attempts`` the requests made.
+    the API key; ``status`` is the last HTTP status seen; ``attempts`` the requests made;
+    ``throttled_s`` the time the row waited for the quota (not counted against its deadline).
     """
 
     value: str | list[float] | None
@@ -36,6 +37,7 @@ class RowResult:
     usage: Usage | None = None
     choices: tuple[str, ...] = ()
     latency_s: float = 0.0
+    throttled_s: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -16,7 +16,8 @@ class RequestSlots:
 
     A returned slot goes straight to the longest waiter (no barging: a newcomer cannot take a
     slot someone is queued for). A waiter cancelled after its slot was handed over passes the
-    slot on, so cancellation never loses a slot.
+    slot on, so cancellation never loses a slot. ``resize`` changes the number of slots while
+    they are in use: a smaller size takes effect as slots come back.
     """
 
     __slots__ = ("_free", "_waiters", "size")
@@ -34,7 +35,7 @@ class RequestSlots:
 
     def take_now(self) -> bool:
         """Take a free slot if there is one (never when others are queued); True if taken."""
-        if self._free and not self._waiters:
+        if self._free > 0 and not self._waiters:
             self._free -= 1
             return True
         return False
@@ -54,6 +55,9 @@ class RequestSlots:
 
     def give_back(self) -> None:
         """Return a slot: to the first waiter still waiting, else to the free pool."""
+        if self._free < 0:  # the size shrank below the slots in use: this one goes away
+            self._free += 1
+            return
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
@@ -61,3 +65,15 @@ class RequestSlots:
                 waiter.set_result(None)
                 return
         self._free += 1
+
+    def resize(self, size: int) -> None:
+        """Allow ``size`` slots from now on (at least 1); waiters get new slots at once."""
+        size = max(1, size)
+        self._free += size - self.size
+        self.size = size
+        waiters = self._waiters
+        while self._free > 0 and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self._free -= 1
+                waiter.set_result(None)

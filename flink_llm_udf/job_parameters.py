@@ -58,6 +58,26 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _number(raw: str) -> float | None:
+    """A rate such as ``600`` or ``1.5e5``; ``none`` or ``0`` give None (no limit)."""
+    text = raw.strip().lower().replace("_", "")
+    if text in ("none", "0", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("must be a number > 0, or none") from None
+
+
+def _switch(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("true", "on", "yes", "1"):
+        return True
+    if text in ("false", "off", "no", "0"):
+        return False
+    raise ValueError("must be true or false")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EngineKey:
     """An ``EngineSettings`` field as a job parameter: ``row_deadline_s`` is ``ai.row-deadline``.
@@ -76,6 +96,10 @@ class EngineKey:
         """The job parameter for a field: its name without ``_s``, with ``-`` for ``_``."""
         if field.name.endswith("_s"):
             parse: Callable[[str], Any] = _seconds
+        elif isinstance(field.default, bool):
+            parse = _switch
+        elif field.type == "float | None":
+            parse = _number
         elif isinstance(field.default, int):
             parse = _count
         elif isinstance(field.default, str):

@@ -27,7 +27,13 @@ from .._provider import TASK_CHAT, OpenAICompatProvider
 from .._results import FAILED, IGNORED, RowResult
 from ..job_parameters import DEFAULT_PREFIX
 from ._batched_submit import install_batched_submit
-from ._function_setup import PicklesWithoutEngine, Prefixes, declared_settings, resolve_configuration
+from ._function_setup import (
+    PicklesWithoutEngine,
+    Prefixes,
+    declared_settings,
+    resolve_configuration,
+    subtasks_of,
+)
 from ._gauges import FlinkMetrics
 from ._tuning import ASYNC_SLOTS_PER_REQUEST, apply_to_stream_environment
 
@@ -107,7 +113,9 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
             runtime_context, self._provider, self._settings, self._prefix
         )
         self.metrics = FlinkMetrics(runtime_context.get_metrics_group())
-        self._engine = LLMEngine(provider, settings, observer=self.metrics)
+        self._engine = LLMEngine(
+            provider, settings, observer=self.metrics, subtasks=subtasks_of(runtime_context)
+        )
 
     async def async_invoke(self, value: Any) -> list[Row]:
         if self._engine is None:

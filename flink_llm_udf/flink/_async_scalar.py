@@ -20,7 +20,7 @@ from .._results import FAILED
 from ..job_parameters import DEFAULT_PREFIX
 from ._async_row_copy import install_row_copy_workaround
 from ._batched_submit import install_batched_submit
-from ._function_setup import PicklesWithoutEngine, Prefixes, resolve_configuration
+from ._function_setup import PicklesWithoutEngine, Prefixes, resolve_configuration, subtasks_of
 from ._gauges import FlinkMetrics
 
 
@@ -56,7 +56,9 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
         if self._task is not None and provider.task != self._task:
             provider = provider.replace(task=self._task)
         self.metrics = FlinkMetrics(function_context.get_metric_group())
-        self._engine = LLMEngine(provider, settings, observer=self.metrics)
+        self._engine = LLMEngine(
+            provider, settings, observer=self.metrics, subtasks=subtasks_of(function_context)
+        )
 
     async def eval(self, text: str | None, model: str | None = None) -> Any:
         """One row's answer (or embedding); NULL for NULL input or an ignored failure."""

@@ -57,6 +57,18 @@ def resolve_configuration(
     return provider, settings
 
 
+def subtasks_of(context: Any) -> int:
+    """The operator's parallelism from a FunctionContext / RuntimeContext (1 when unknown).
+
+    Job-wide quotas are split by it: each subtask's engine takes its share.
+    """
+    try:
+        count = context.get_number_of_parallel_subtasks()
+    except Exception:
+        return 1
+    return count if isinstance(count, int) and count > 0 else 1
+
+
 class _Parameters:
     """Job parameters known while the job is built, shaped like a FunctionContext for lookups."""
 

@@ -20,7 +20,7 @@ from .._engine_settings import EngineSettings
 from .._provider import TASK_EMBEDDINGS, OpenAICompatProvider
 from .._results import RowResult
 from ..job_parameters import DEFAULT_PREFIX
-from ._function_setup import PicklesWithoutEngine, Prefixes, resolve_configuration
+from ._function_setup import PicklesWithoutEngine, Prefixes, resolve_configuration, subtasks_of
 from ._gauges import FlinkMetrics
 from ._tuning import ARROW_BATCH_SIZE, BUNDLE_SIZE, FLINK_DEFAULTS, pandas_batch_size
 
@@ -86,7 +86,9 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
         if self._task is not None and provider.task != self._task:
             provider = provider.replace(task=self._task)
         self.metrics = FlinkMetrics(function_context.get_metric_group())
-        self._engine = BlockingEngine(provider, settings, observer=self.metrics)
+        self._engine = BlockingEngine(
+            provider, settings, observer=self.metrics, subtasks=subtasks_of(function_context)
+        )
 
     def eval(self, texts: Any, models: Any = None) -> Any:
         """One Arrow batch: a Series of texts (and of models, or a literal) -> a Series/DataFrame."""

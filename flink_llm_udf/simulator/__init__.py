@@ -1,10 +1,22 @@
-"""OpenAI-compatible HTTP server with deterministic replies and fault injection.
+"""OpenAI-compatible HTTP server with deterministic replies, fault injection and quotas.
 
 Used by demos, the package's tests and throughput benchmarks. Replies depend only on the
 request (see :mod:`._replies` for the format), so tests can compute every row's expected
 answer with :func:`expected_chat_reply` / :func:`expected_embedding`; failures are injected
 by rate (seeded, see :mod:`._faults`) or by ``[sim:...]`` directives in a row's text (see
 :mod:`._directives`).
+
+Quotas like a hosted API's (``quota_rpm``, ``quota_tpm``, ``quota_max_concurrent``, see
+:mod:`._limits`) are kept per API key: they refill continuously over a minute, every reply
+carries OpenAI's ``x-ratelimit-*`` headers, and a request over a quota gets OpenAI's 429 body
+(``rate_limit_exceeded``) with ``Retry-After`` and ``retry-after-ms`` and uses nothing. A test
+computes what a request is charged with :func:`chat_quota_tokens` /
+:func:`embeddings_quota_tokens` and finds its key in ``stats()["quota_keys"]`` under
+:func:`quota_key_label`::
+
+    with SimulatorThread(quota_rpm=600, quota_tpm=60_000) as sim:
+        ...  # replies carry x-ratelimit-remaining-requests, -tokens, ...
+        assert sim.stats()["rate_limited_requests"] == 0
 
 Run it with ``python -m flink_llm_udf.simulator --help`` (or ``flink-llm simulator``), or
 from Python, pointing any OpenAI-compatible client at ``base_url``::
@@ -19,9 +31,15 @@ Use :class:`SimulatorProcess` instead when the client must not share this proces
 from __future__ import annotations
 
 from ._background import SimulatorError, SimulatorProcess, SimulatorThread
-from ._behaviour import DEFAULT_EMBEDDING_DIMENSIONS, RUNTIME_FIELDS, SimulatorConfig
+from ._behaviour import (
+    DEFAULT_EMBEDDING_DIMENSIONS,
+    DEFAULT_QUOTA_MAX_TOKENS,
+    RUNTIME_FIELDS,
+    SimulatorConfig,
+)
 from ._cli import main
 from ._directives import Directive, DirectiveError, parse_directive
+from ._limits import chat_quota_tokens, embeddings_quota_tokens, quota_key_label
 from ._replies import (
     ChatChoice,
     content_text,
@@ -36,6 +54,7 @@ from ._server import RunningSimulator, SimulatorServer, start_simulator
 
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",
+    "DEFAULT_QUOTA_MAX_TOKENS",
     "RUNTIME_FIELDS",
     "ChatChoice",
     "Directive",
@@ -46,8 +65,10 @@ __all__ = [
     "SimulatorProcess",
     "SimulatorServer",
     "SimulatorThread",
+    "chat_quota_tokens",
     "content_text",
     "count_words",
+    "embeddings_quota_tokens",
     "expected_chat_choice",
     "expected_chat_reply",
     "expected_embedding",
@@ -55,5 +76,6 @@ __all__ = [
     "first_user_text",
     "main",
     "parse_directive",
+    "quota_key_label",
     "start_simulator",
 ]

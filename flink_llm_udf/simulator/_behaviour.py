@@ -5,6 +5,13 @@ Every field of :class:`SimulatorConfig` is also a command-line flag of
 be turned into argv (:func:`config_to_argv`, used by ``SimulatorProcess``) and back
 (:func:`config_from_argv`). All fields except ``host`` and ``port`` can be changed while the
 server runs (``POST /sim/config`` or ``SimulatorThread.update``).
+
+Two kinds of request limits exist. ``rate_per_minute`` and ``max_in_flight`` are the old,
+server-wide ones: a fixed 60 s window counting requests only, and a cap on requests in flight,
+with no ``x-ratelimit-*`` headers. The ``quota_*`` fields behave like a hosted API's quotas
+(see :mod:`._limits`): per API key, requests and tokens per minute refilling continuously, a
+cap on each key's requests in flight, the ``x-ratelimit-*`` headers on every reply and 429s
+worded like OpenAI's. With no quota set the hot path skips all of it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from .._errors import InvalidOptionError, InvalidOptionTypeError
 __all__ = [
     "API_KEY_ENV",
     "DEFAULT_EMBEDDING_DIMENSIONS",
+    "DEFAULT_QUOTA_MAX_TOKENS",
     "FAULT_FIELDS",
     "RUNTIME_FIELDS",
     "SimulatorConfig",
@@ -30,6 +38,10 @@ __all__ = [
 ]
 
 DEFAULT_EMBEDDING_DIMENSIONS = 16
+
+#: Completion tokens per choice counted against ``quota_tpm`` for a chat request without
+#: ``max_tokens``: a short answer's worth, as OpenAI cannot know the length in advance either.
+DEFAULT_QUOTA_MAX_TOKENS = 16
 
 #: Read by the CLI when ``--api-key`` is not given, so a key need not appear in ``ps`` output.
 API_KEY_ENV = "FLINK_LLM_SIMULATOR_API_KEY"
@@ -55,8 +67,11 @@ _HELP: dict[str, str] = {
     "api_key": "require 'Authorization: Bearer <key>' on /v1 endpoints",
     "context_window": "reject prompts longer than this many cl100k tokens with 400",
     "max_in_flight": "answer 429 when this many requests are already in flight",
-    "rate_per_minute": "answer 429 after this many requests in the current 60 s window",
-    "retry_after_s": "Retry-After seconds on capacity and random 429 answers",
+    "rate_per_minute": (
+        "answer 429 after this many requests in the current fixed 60 s window (server-wide, requests "
+        "only, no x-ratelimit headers; see --quota-rpm for an API-like quota)"
+    ),
+    "retry_after_s": "Retry-After seconds on capacity (max_in_flight, quota_max_concurrent) and random 429s",
     "retry_after_ms_header": "also send 'retry-after-ms' on 429 answers",
     "fault_500": "probability of answering 500",
     "fault_503": "probability of answering 503",
@@ -69,6 +84,18 @@ _HELP: dict[str, str] = {
     "record_requests": "keep received requests for GET /sim/stats?requests=1",
     "record_limit": "keep at most this many recorded requests (the first ones)",
     "embedding_dimensions": "embedding length when a request gives no 'dimensions'",
+    "quota_rpm": (
+        "requests per minute per API key (Authorization header; requests without one share a bucket), "
+        "refilling continuously; a request over it gets an OpenAI-like 429 and uses nothing"
+    ),
+    "quota_tpm": (
+        "tokens per minute per API key, refilling continuously; a chat request costs its prompt "
+        "words plus n x max_tokens (or --quota-default-max-tokens), an embeddings request its "
+        "input words"
+    ),
+    "quota_max_concurrent": "answer 429 at once when the request's API key already has this many in flight",
+    "quota_headers": "send x-ratelimit-* headers for the quota dimensions set (quota_rpm, quota_tpm)",
+    "quota_default_max_tokens": "completion tokens per choice counted against quota_tpm without max_tokens",
 }
 
 
@@ -106,6 +133,11 @@ class SimulatorConfig:
     record_requests: bool = False
     record_limit: int = 10_000
     embedding_dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS
+    quota_rpm: int | None = None
+    quota_tpm: int | None = None
+    quota_max_concurrent: int | None = None
+    quota_headers: bool = True
+    quota_default_max_tokens: int = DEFAULT_QUOTA_MAX_TOKENS
 
     def __post_init__(self) -> None:
         if isinstance(self.models, str) or not isinstance(self.models, Sequence):
@@ -121,7 +153,15 @@ class SimulatorConfig:
         _check_int("seed", self.seed, None, None)
         _check_int("record_limit", self.record_limit, 0, None)
         _check_int("embedding_dimensions", self.embedding_dimensions, 1, 65536)
-        for name in ("context_window", "max_in_flight", "rate_per_minute"):
+        _check_int("quota_default_max_tokens", self.quota_default_max_tokens, 0, None)
+        for name in (
+            "context_window",
+            "max_in_flight",
+            "rate_per_minute",
+            "quota_rpm",
+            "quota_tpm",
+            "quota_max_concurrent",
+        ):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1, None)
         for name in ("latency_ms", "latency_jitter_ms", "retry_after_s", "timeout_hang_s"):
@@ -129,7 +169,7 @@ class SimulatorConfig:
         _check_number("tail_multiplier", self.tail_multiplier, 0.0, None)
         for name in ("tail_fraction", *FAULT_FIELDS):
             _check_number(name, getattr(self, name), 0.0, 1.0)
-        for name in ("retry_after_ms_header", "record_requests"):
+        for name in ("retry_after_ms_header", "record_requests", "quota_headers"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidOptionTypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -153,6 +193,13 @@ class SimulatorConfig:
     def has_random_faults(self) -> bool:
         """True when any random fault rate is non-zero (the hot path skips the draw otherwise)."""
         return any(getattr(self, name) > 0.0 for name in FAULT_FIELDS)
+
+    @property
+    def has_quota(self) -> bool:
+        """True when any per-key quota is set (the hot path skips quota work otherwise)."""
+        return (
+            self.quota_rpm is not None or self.quota_tpm is not None or self.quota_max_concurrent is not None
+        )
 
 
 RUNTIME_FIELDS: tuple[str, ...] = tuple(
@@ -182,7 +229,9 @@ def build_parser(prog: str = "python -m flink_llm_udf.simulator") -> argparse.Ar
     """CLI parser whose flags mirror :class:`SimulatorConfig` fields one to one."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="OpenAI-compatible HTTP server with deterministic replies and fault injection.",
+        description=(
+            "OpenAI-compatible HTTP server with deterministic replies, fault injection and per-key quotas."
+        ),
     )
     defaults = SimulatorConfig()
     for f in fields(SimulatorConfig):

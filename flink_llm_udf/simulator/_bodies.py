@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import FlinkLLMError
+from ._limits import QuotaRefusal, format_duration
 from ._replies import (
     content_text,
     count_words,
@@ -29,12 +30,14 @@ __all__ = [
     "EmbeddingsRequest",
     "RequestError",
     "chat_completion",
+    "concurrency_error_body",
     "embeddings_response",
     "error_body",
     "malformed_body",
     "models_response",
     "parse_chat",
     "parse_embeddings",
+    "quota_error_body",
     "status_error_body",
 ]
 
@@ -115,6 +118,41 @@ def status_error_body(status: int) -> dict[str, Any]:
     default_type = "server_error" if status >= 500 else "invalid_request_error"
     type_, code, message = _STATUS_ERRORS.get(status, (default_type, None, f"Simulated HTTP {status}."))
     return error_body(message, type_, None, code)
+
+
+_ORGANIZATION = "org-simulator"
+_QUOTA_NAMES = {"quota_rpm": "requests per min (RPM)", "quota_tpm": "tokens per min (TPM)"}
+
+
+def quota_error_body(refusal: QuotaRefusal, model: str) -> dict[str, Any]:
+    """The 429 body of a quota refusal, worded like OpenAI's (type ``requests`` or ``tokens``).
+
+    Clients that read the wait from the message find it as OpenAI writes it
+    (``Please try again in 100ms.``); a request larger than the whole limit gets OpenAI's
+    "Request too large" wording and no wait.
+    """
+    where = f"{model} in organization {_ORGANIZATION} on {_QUOTA_NAMES[refusal.label]}"
+    if refusal.too_large:
+        message = (
+            f"Request too large for {where}: Limit {refusal.limit}, Requested {refusal.requested}. "
+            "The input or output tokens must be reduced in order to run successfully."
+        )
+    else:
+        message = (
+            f"Rate limit reached for {where}: Limit {refusal.limit}, Used {refusal.used}, "
+            f"Requested {refusal.requested}. Please try again in {format_duration(refusal.wait_s)}."
+        )
+    type_ = "tokens" if refusal.label == "quota_tpm" else "requests"
+    return error_body(message + " (flink-llm simulator quota)", type_, None, "rate_limit_exceeded")
+
+
+def concurrency_error_body(limit: int, in_flight: int, retry_after_s: float) -> dict[str, Any]:
+    """The 429 body when a key already has ``in_flight`` >= ``limit`` (``quota_max_concurrent``) requests."""
+    message = (
+        f"Rate limit reached in organization {_ORGANIZATION} on concurrent requests: Limit {limit}, "
+        f"Used {in_flight}, Requested 1. Please try again in {format_duration(retry_after_s)}."
+    )
+    return error_body(message + " (flink-llm simulator quota)", "requests", None, "rate_limit_exceeded")
 
 
 def _require_object(body: Any) -> Mapping[str, Any]:

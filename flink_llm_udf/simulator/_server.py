@@ -1,16 +1,34 @@
 """The aiohttp application: OpenAI endpoints, admin endpoints, admission limits and stats.
 
 Hot-path budget: one JSON parse, one substring test for directives, a few dict updates and one
-JSON dump per request; latency is ``asyncio.sleep`` (no CPU); the access log is off. Admission
-order for ``/v1`` requests: API key (401), ``rate_per_minute`` (429), ``max_in_flight`` (429),
-then body validation (400), context window (400), then directive or random faults, latency,
-and the answer. ``/v1/models`` only checks the API key.
+JSON dump per request; latency is ``asyncio.sleep`` (no CPU); the access log is off; with no
+quota set, quotas cost one ``if``. Admission order for ``/v1`` requests: API key (401),
+``rate_per_minute`` (429), ``max_in_flight`` (429), the key's ``quota_max_concurrent`` (429),
+then body validation, context window and directive syntax (400), ``quota_rpm`` then
+``quota_tpm`` (429, see :mod:`._limits`), then directive or random faults, latency, and the
+answer. A request the quotas admitted has used them whatever follows (an injected 503 too).
+``/v1/models`` only checks the API key.
+
+With a quota set, every chat and embeddings reply past the server-wide limits (200, 400, 429,
+injected faults) carries the ``x-ratelimit-*`` headers of the configured dimensions (unless
+``quota_headers`` is off): as they stood after the request was admitted, or, for a request
+that was not, as they stand when it is answered. A quota 429 also carries ``Retry-After`` and
+``retry-after-ms`` (whatever ``retry_after_ms_header`` says), except a request larger than the
+whole ``quota_tpm``, which no wait can help.
 
 Admin endpoints are never key-protected: ``GET /sim/stats[?requests=1]``, ``POST /sim/reset``,
 ``POST /sim/config`` (JSON object of :data:`~.config.RUNTIME_FIELDS` changes), ``GET /health``.
 With ``record_requests`` each request is kept (method, path, query, headers with the key masked,
 body, time) with what it got: ``status`` (None when no answer was written: a reset, or a client
-that gave up first) and ``fault`` (the injected fault's label, as counted in ``faults``, or None).
+that gave up first), ``fault`` (the injected fault's label, as counted in ``faults``, or None)
+and ``limit`` (the admission limit that answered 429, as counted in ``rejected``:
+``rate_per_minute``, ``max_in_flight``, ``quota_concurrency``, ``quota_rpm``, ``quota_tpm``; or
+None).
+
+Stats (``GET /sim/stats``) count quota refusals in ``rate_limited_requests`` (``quota_rpm``),
+``rate_limited_tokens`` (``quota_tpm``) and ``rate_limited_concurrency``, and give each key's
+admitted ``requests``, ``tokens`` and current ``in_flight`` in ``quota_keys`` under
+:func:`~._limits.quota_key_label` (``anonymous`` for requests without ``Authorization``).
 """
 
 from __future__ import annotations
@@ -24,7 +42,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,18 +54,29 @@ from ._bodies import (
     EmbeddingsRequest,
     RequestError,
     chat_completion,
+    concurrency_error_body,
     embeddings_response,
     error_body,
     malformed_body,
     models_response,
     parse_chat,
     parse_embeddings,
+    quota_error_body,
     status_error_body,
 )
 from ._context_window import context_error_message, count_prompt_tokens, load_encoding
 from ._directives import MARKER, Directive, DirectiveError, parse_directive
 from ._faults import Fault, directive_fault, format_seconds, latency_s, random_fault
-from ._limits import FixedWindow
+from ._limits import (
+    FixedWindow,
+    KeyQuota,
+    admit_quota,
+    ceil_ms,
+    chat_quota_tokens,
+    embeddings_quota_tokens,
+    quota_key_label,
+    rate_limit_headers,
+)
 
 __all__ = ["RunningSimulator", "SimulatorServer", "Stats", "start_simulator"]
 
@@ -69,6 +98,9 @@ class Stats:
         "faults",
         "in_flight",
         "max_in_flight",
+        "rate_limited_concurrency",
+        "rate_limited_requests",
+        "rate_limited_tokens",
         "recorded",
         "recorded_dropped",
         "rejected",
@@ -86,6 +118,9 @@ class Stats:
         self.by_status: dict[str, int] = {}
         self.faults: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
+        self.rate_limited_requests = 0
+        self.rate_limited_tokens = 0
+        self.rate_limited_concurrency = 0
         self.max_in_flight = self.in_flight
         self.recorded: list[dict[str, Any]] = []
         self.recorded_dropped = 0
@@ -100,6 +135,9 @@ class Stats:
             "max_in_flight": self.max_in_flight,
             "faults": dict(self.faults),
             "rejected": dict(self.rejected),
+            "rate_limited_requests": self.rate_limited_requests,
+            "rate_limited_tokens": self.rate_limited_tokens,
+            "rate_limited_concurrency": self.rate_limited_concurrency,
             "recorded_count": len(self.recorded),
             "recorded_dropped": self.recorded_dropped,
         }
@@ -125,14 +163,30 @@ def _bad_request(message: str, param: str | None = None, code: str | None = None
     return _json(400, error_body(message, "invalid_request_error", param, code))
 
 
-class SimulatorServer:
-    """State and handlers of one simulator; build the app with :meth:`build_app`."""
+class _QuotaTicket:
+    """One request's way through the quotas: its key's state and the headers to answer with."""
 
-    def __init__(self, config: SimulatorConfig) -> None:
+    __slots__ = ("headers", "key")
+
+    def __init__(self, key: KeyQuota) -> None:
+        self.key = key
+        self.headers: list[tuple[str, str]] | None = None
+
+
+class SimulatorServer:
+    """State and handlers of one simulator; build the app with :meth:`build_app`.
+
+    ``clock`` (seconds, monotonic) times the rate window and the quotas; tests may inject one.
+    """
+
+    def __init__(self, config: SimulatorConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.stats = Stats()
+        self._clock = clock
         self._rng = random.Random(config.seed)
         self._random_faults = config.has_random_faults
+        self._quota_on = config.has_quota
+        self._quota_keys: dict[str, KeyQuota] = {}
         self._window = FixedWindow()
         self._attempts: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -149,20 +203,31 @@ class SimulatorServer:
             self._window.reset()
         self.config = config
         self._random_faults = config.has_random_faults
+        self._quota_on = config.has_quota
         logger.info("simulator config changed: %s", sorted(changes))
         return config
 
     def reset(self) -> None:
-        """Zero stats, forget recorded requests, attempt counters and the rate window, reseed."""
+        """Zero stats, forget recorded requests, attempt counters, the rate window and quotas, reseed.
+
+        Every key's quota is full again; a key with requests still in flight keeps counting
+        them against ``quota_max_concurrent``.
+        """
         self.stats.clear()
         self._attempts.clear()
         self._window.reset()
+        for name, key in list(self._quota_keys.items()):
+            if key.in_flight:
+                key.clear()
+            else:
+                del self._quota_keys[name]
         self._rng.seed(self.config.seed)
 
     def snapshot(self, *, include_requests: bool = False) -> dict[str, Any]:
         """Stats plus directive attempt counters and the current config (key hidden)."""
         out = self.stats.snapshot(include_requests=include_requests)
         out["attempts"] = dict(self._attempts)
+        out["quota_keys"] = {key.label: key.snapshot() for key in self._quota_keys.values()}
         out["config"] = self.config.to_dict()
         return out
 
@@ -227,6 +292,7 @@ class SimulatorServer:
             "time": time.time(),
             "status": None,  # None: no answer was written (a reset, or a client that gave up)
             "fault": None,  # the label of an injected fault (as counted in stats' "faults")
+            "limit": None,  # the admission limit that answered 429 (as counted in stats' "rejected")
         }
         if len(self.stats.recorded) < config.record_limit:
             self.stats.recorded.append(record)
@@ -254,9 +320,11 @@ class SimulatorServer:
             return _json(404, error_body(message, "invalid_request_error", None, "unknown_url"))
         stats = self.stats
         if config.rate_per_minute is not None:
-            wait = self._window.acquire(config.rate_per_minute, time.monotonic())
+            wait = self._window.acquire(config.rate_per_minute, self._clock())
             if wait is not None:
                 _bump(stats.rejected, "rate_per_minute")
+                if record is not None:
+                    record["limit"] = "rate_per_minute"
                 return self._too_many(
                     config,
                     float(math.ceil(wait)),
@@ -264,6 +332,8 @@ class SimulatorServer:
                 )
         if config.max_in_flight is not None and stats.in_flight >= config.max_in_flight:
             _bump(stats.rejected, "max_in_flight")
+            if record is not None:
+                record["limit"] = "max_in_flight"
             return self._too_many(
                 config, config.retry_after_s, f"Capacity reached: {config.max_in_flight} requests in flight."
             )
@@ -271,9 +341,81 @@ class SimulatorServer:
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
         try:
-            return await self._process(request, config, kind, record)
+            if self._quota_on:
+                return await self._serve_quota(request, config, kind, record)
+            return await self._process(request, config, kind, record, None)
         finally:
             stats.in_flight -= 1
+
+    async def _serve_quota(
+        self, request: web.Request, config: SimulatorConfig, kind: str, record: dict[str, Any] | None
+    ) -> web.StreamResponse:
+        """:meth:`_process` under the request's key's quotas: the concurrency cap, then headers."""
+        authorization = request.headers.get("Authorization") or ""
+        key = self._quota_keys.get(authorization)
+        if key is None:
+            key = self._quota_keys[authorization] = KeyQuota(quota_key_label(authorization or None))
+        cap = config.quota_max_concurrent
+        response: web.StreamResponse
+        if cap is not None and key.in_flight >= cap:
+            self.stats.rate_limited_concurrency += 1
+            self._refused(record, "quota_concurrency")
+            retry = config.retry_after_s
+            response = _json(
+                429,
+                concurrency_error_body(cap, key.in_flight, retry),
+                {"Retry-After": str(math.ceil(retry)), "retry-after-ms": str(ceil_ms(retry))},
+            )
+            headers = None
+        else:
+            ticket = _QuotaTicket(key)
+            key.in_flight += 1
+            try:
+                response = await self._process(request, config, kind, record, ticket)
+            finally:
+                key.in_flight -= 1
+            headers = ticket.headers
+        if config.quota_headers:
+            if headers is None:
+                headers = rate_limit_headers(key, config.quota_rpm, config.quota_tpm, self._clock())
+            response.headers.extend(headers)
+        return response
+
+    def _refused(self, record: dict[str, Any] | None, label: str) -> None:
+        _bump(self.stats.rejected, label)
+        if record is not None:
+            record["limit"] = label
+
+    def _take_quota(
+        self,
+        ticket: _QuotaTicket,
+        config: SimulatorConfig,
+        chat: ChatRequest | None,
+        embeddings: EmbeddingsRequest | None,
+        model: str,
+        record: dict[str, Any] | None,
+    ) -> web.Response | None:
+        """Charge the request to its key's buckets (``None``), or the 429 when it does not fit."""
+        if chat is not None:
+            tokens = chat_quota_tokens(
+                chat.messages, chat.max_tokens, chat.n, config.quota_default_max_tokens
+            )
+        else:
+            assert embeddings is not None
+            tokens = embeddings_quota_tokens(embeddings.inputs)
+        now = self._clock()
+        key = ticket.key
+        refusal = admit_quota(key, config.quota_rpm, config.quota_tpm, tokens, now)
+        if config.quota_headers:
+            ticket.headers = rate_limit_headers(key, config.quota_rpm, config.quota_tpm, now)
+        if refusal is None:
+            return None
+        if refusal.label == "quota_rpm":
+            self.stats.rate_limited_requests += 1
+        else:
+            self.stats.rate_limited_tokens += 1
+        self._refused(record, refusal.label)
+        return _json(429, quota_error_body(refusal, model), dict(refusal.retry_headers()))
 
     @staticmethod
     def _too_many(config: SimulatorConfig, retry_after: float, message: str) -> web.Response:
@@ -284,7 +426,12 @@ class SimulatorServer:
         return _json(429, body, headers)
 
     async def _process(
-        self, request: web.Request, config: SimulatorConfig, kind: str, record: dict[str, Any] | None
+        self,
+        request: web.Request,
+        config: SimulatorConfig,
+        kind: str,
+        record: dict[str, Any] | None,
+        quota: _QuotaTicket | None,
     ) -> web.StreamResponse:
         try:
             body = json.loads(await request.read())
@@ -327,6 +474,10 @@ class SimulatorServer:
                     return _bad_request(str(exc), "messages" if kind == "chat" else "input")
                 directive_text = text
                 break
+        if quota is not None:
+            refused = self._take_quota(quota, config, chat, embeddings, model, record)
+            if refused is not None:
+                return refused
 
         delay = 0.0
         if config.latency_ms or config.latency_jitter_ms:

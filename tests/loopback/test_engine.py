@@ -118,7 +118,7 @@ def run_engine(
             observer=observer,
             environ=environ or {},
             sleep=recorder.sleep,
-            clock=recorder.clock if fake_clock else time.monotonic,
+            clock=recorder.clock if fake_clock else _clock_that_follows(recorder),
             uniform=lambda: 0.0,
         )
         try:
@@ -388,6 +388,7 @@ class SlowRecorder(Recorder):
 
     async def sleep(self, seconds: float) -> None:
         self.delays.append(seconds)
+        self.now += seconds
         await asyncio.sleep(0.15)
 
 
@@ -1032,7 +1033,13 @@ def test_rows_hit_by_one_429_come_back_spread_out_never_sooner_than_asked(sim):
     inputs = [f"[sim:fail=1,status=429,retry_after=1] jitter {i}" for i in range(40)]
 
     async def main():
-        engine = LLMEngine(chat(sim), EngineSettings(max_concurrency=40), environ={}, sleep=recorder.sleep)
+        engine = LLMEngine(
+            chat(sim),
+            EngineSettings(max_concurrency=40),
+            environ={},
+            sleep=recorder.sleep,
+            clock=_clock_that_follows(recorder),
+        )
         try:
             return await asyncio.wait_for(engine.run_batch(inputs), BOUND_S)
         finally:
@@ -1043,3 +1050,14 @@ def test_rows_hit_by_one_429_come_back_spread_out_never_sooner_than_asked(sim):
     assert len(recorder.delays) == 40
     assert all(1.0 <= d <= 1.25 for d in recorder.delays)
     assert len({round(d, 6) for d in recorder.delays}) > 30
+
+
+def _clock_that_follows(recorder: Recorder):
+    """Real time plus what the recorder's fake sleeps skipped: waits the engine did not really
+    sleep (the recorder records them instead) still count as passed, e.g. for the quota gate."""
+    start = recorder.now
+
+    def clock() -> float:
+        return time.monotonic() + (recorder.now - start)
+
+    return clock

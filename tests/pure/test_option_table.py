@@ -217,6 +217,10 @@ def test_engine_keys_come_from_the_settings_fields():
         "max-reply-bytes": "max_reply_bytes",
         "tls-ca-file": "tls_ca_file",
         "context-tokenizer": "context_tokenizer",
+        "requests-per-minute": "requests_per_minute",
+        "tokens-per-minute": "tokens_per_minute",
+        "completion-tokens-estimate": "completion_tokens_estimate",
+        "adaptive-concurrency": "adaptive_concurrency",
     }
     assert [o.field for o in ENGINE_OPTIONS] == [f.name for f in dataclasses.fields(EngineSettings)]
 

@@ -106,3 +106,25 @@ def test_many_tasks_never_exceed_the_bound_and_every_slot_comes_back():
         assert peak == 4 and slots.in_use == 0
 
     run(main())
+
+
+def test_resizing_shrinks_as_slots_come_back_and_grows_at_once():
+    async def main() -> None:
+        slots = RequestSlots(4)
+        assert all(slots.take_now() for _ in range(4))
+        slots.resize(2)
+        assert not slots.take_now()
+        slots.give_back()
+        slots.give_back()  # two of the four in use went away
+        assert slots.in_use == 2 and not slots.take_now()
+        slots.give_back()
+        assert slots.take_now()  # one of two free again
+        waiter = asyncio.ensure_future(slots.wait())
+        await asyncio.sleep(0)
+        slots.resize(3)  # growing hands the new slot to the waiter
+        await asyncio.wait_for(waiter, 1.0)
+        assert slots.in_use == 3
+        slots.resize(0)
+        assert slots.size == 1
+
+    asyncio.run(main())

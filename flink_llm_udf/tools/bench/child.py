@@ -3,7 +3,8 @@
 A fresh process per case keeps the measurements apart: its own JVM (the local mini-cluster),
 its own Python worker (which runs inside this process in local "loopback" mode) and its own
 ``ru_maxrss``. Progress goes to stdout as JSON lines prefixed with ``@bench``:
-``submit`` (just before the job, or the engine run, starts) and ``done`` (with this process's
+``submit`` (just before the job, or the engine run, starts; for a Flink job with the tuning
+keys it was configured with) and ``done`` (with this process's
 CPU time, peak RSS, and the per-row latencies of a latency case) or ``error``.
 """
 
@@ -20,14 +21,29 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from .plan import CHAT, DS_ORDERED, DS_UNORDERED, ENGINE, ENGINE_CPU, LATENCY, NAIVE, PANDAS, SQL_ASYNC, Case
+from .plan import (
+    CHAT,
+    DS_ORDERED,
+    DS_UNORDERED,
+    ENGINE,
+    ENGINE_CPU,
+    LATENCY,
+    NAIVE,
+    PANDAS,
+    README,
+    SQL_ASYNC,
+    Case,
+)
 
 if TYPE_CHECKING:  # imported where used: the child imports only what its case needs
     from pyflink.common import Configuration, Row
+    from pyflink.datastream import DataStream, StreamExecutionEnvironment
+    from pyflink.table import TableEnvironment
     from pyflink.table.udf import UserDefinedScalarFunctionWrapper
 
     from flink_llm_udf._engine_settings import EngineSettings
     from flink_llm_udf._provider import OpenAICompatProvider
+    from flink_llm_udf.flink import LLMAsyncFunction
 
 PREFIX = "@bench "
 MODEL = {CHAT: "sim-model", "embeddings": "sim-embed"}
@@ -105,17 +121,30 @@ def _run_engine(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- Flink jobs ------------------------------------------------------------------------------
-def _flink_conf(case: Case, spec: dict[str, Any]) -> dict[str, str]:
-    from flink_llm_udf.flink._tuning import recommended_settings
+def plumbing_conf() -> dict[str, str]:
+    """The configuration every Flink case needs to run here, whatever its setup.
 
-    # PyFlink's DataStream side does not set python.executable for a local run: Flink would run
-    # `python` from PATH (maybe without pyflink) to locate its scripts, even in loopback mode.
-    conf = {
+    PyFlink's DataStream side does not set python.executable for a local run: Flink would run
+    ``python`` from PATH (maybe without pyflink) to locate its scripts, even in loopback mode.
+    The time zone makes the latency stamps UTC.
+    """
+    return {
         "parallelism.default": "1",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "table.local-time-zone": "UTC",
     }
+
+
+def flink_conf(case: Case, spec: dict[str, Any]) -> dict[str, str]:
+    """The job configuration of a Flink case: the plumbing, plus (tuned) ``recommended_settings``
+    and the run's ``--set`` options; a README case gets the plumbing alone, so that what the
+    product itself applies is all it runs with."""
+    from flink_llm_udf.flink._tuning import recommended_settings
+
+    conf = plumbing_conf()
+    if case.setup == README:
+        return conf
     conf.update(recommended_settings(case.concurrency))
     for key, value in (spec.get("flink_conf") or {}).items():
         conf[key] = per_concurrency(value, case.concurrency)
@@ -154,7 +183,9 @@ def _source_ddl(case: Case) -> str:
 
 
 def _run_flink(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
-    conf = _flink_conf(case, spec)
+    if case.setup == README and (case.task != CHAT or case.entry == NAIVE):
+        raise ValueError(f"no README setup for case {case.name!r}: README cases are chat on our entry points")
+    conf = flink_conf(case, spec)
     if case.entry in (DS_UNORDERED, DS_ORDERED):
         return _run_datastream(case, spec, conf)
     return _run_table(case, spec, conf)
@@ -175,6 +206,61 @@ def _table_function(case: Case, spec: dict[str, Any]) -> UserDefinedScalarFuncti
     raise ValueError(f"no table function for entry {case.entry!r}")
 
 
+def _readme_table_function(case: Case, spec: dict[str, Any], t_env: TableEnvironment) -> str:
+    """Register the case's function the way README.md does; return the name to call.
+
+    Pandas UDF: ``register_functions`` (which applies the recommended settings where unset).
+    Async SQL: pure SQL: ``CREATE TEMPORARY FUNCTION``, the job parameters, and the README's
+    ``SET`` block (``sql_set_statements``), each ``SET`` applied as the SQL client applies it.
+    """
+    from flink_llm_udf.flink import register_functions
+    from flink_llm_udf.flink._tuning import sql_set_statements
+    from flink_llm_udf.job_parameters import job_parameters_value
+    from flink_llm_udf.tools.sql_file.statements import parse_set, split_statements
+
+    if case.entry == PANDAS:
+        register_functions(t_env, provider_for(case, spec["base_url"]), settings=_settings(case))
+        return "ai_complete"
+    if case.entry == SQL_ASYNC:
+        name = "ai_complete_async"
+        t_env.execute_sql(f"CREATE TEMPORARY FUNCTION {name} AS 'flink_llm_udf.sql.{name}' LANGUAGE PYTHON")
+        parameters = {
+            "ai.endpoint": spec["base_url"],
+            "ai.model": MODEL[case.task],
+            "ai.max-concurrency": case.concurrency,
+        }
+        config = t_env.get_config()
+        config.set("pipeline.global-job-parameters", job_parameters_value(parameters))
+        for statement in split_statements(sql_set_statements(case.concurrency)):
+            parsed = parse_set(statement.text)
+            if parsed is None or parsed[1] is None or parsed[2] is None:
+                raise ValueError(f"sql_set_statements gave a statement that is not a SET: {statement.text!r}")
+            config.set(parsed[1], parsed[2])
+        return name
+    raise ValueError(f"no README table function for entry {case.entry!r}")
+
+
+def _tuning_keys() -> tuple[str, ...]:
+    from flink_llm_udf.flink._tuning import FLINK_DEFAULTS
+
+    return tuple(FLINK_DEFAULTS)
+
+
+def _table_settings(t_env: TableEnvironment) -> dict[str, str | None]:
+    """The tuning keys as the job is submitted with them (None: Flink's default), so a record
+    shows what a README case ran with, whoever set it."""
+    config = t_env.get_config()
+    return {key: config.get(key, None) for key in _tuning_keys()}
+
+
+def _stream_settings(env: StreamExecutionEnvironment) -> dict[str, str | None]:
+    """As ``_table_settings``, from a StreamExecutionEnvironment's configuration."""
+    from pyflink.util.java_utils import get_j_env_configuration
+
+    config = get_j_env_configuration(env._j_stream_execution_environment)
+    return {key: config.getString(key, None) for key in _tuning_keys()}
+
+
 def _run_table(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> dict[str, Any]:
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
@@ -185,16 +271,20 @@ def _run_table(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> dict[s
         .build()
     )
     t_env = TableEnvironment.create(settings)
-    t_env.create_temporary_function("llm", _table_function(case, spec))
+    if case.setup == README:
+        name = _readme_table_function(case, spec, t_env)
+    else:
+        name = "llm"
+        t_env.create_temporary_function(name, _table_function(case, spec))
     t_env.execute_sql(_source_ddl(case))
     if case.kind == LATENCY:
-        table = t_env.sql_query(f"SELECT {STAMP_SQL} AS ts, llm({TEXT_SQL}) AS v FROM src")
-        emit("submit")
+        table = t_env.sql_query(f"SELECT {STAMP_SQL} AS ts, {name}({TEXT_SQL}) AS v FROM src")
+        emit("submit", flink_settings=_table_settings(t_env))
         return _collect_latencies(table.execute().collect(), lambda row: (row[0], row[1]))
     value_type = "STRING" if case.task == CHAT else "ARRAY<FLOAT>"
     t_env.execute_sql(f"CREATE TEMPORARY TABLE sink (v {value_type}) WITH ('connector' = 'blackhole')")
-    emit("submit")
-    t_env.execute_sql(f"INSERT INTO sink SELECT llm({TEXT_SQL}) FROM src").wait()
+    emit("submit", flink_settings=_table_settings(t_env))
+    t_env.execute_sql(f"INSERT INTO sink SELECT {name}({TEXT_SQL}) FROM src").wait()
     return {}
 
 
@@ -204,14 +294,11 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
     from pyflink.datastream.connectors import Sink
     from pyflink.java_gateway import get_gateway
 
-    from flink_llm_udf.flink import LLMAsyncFunction, apply_llm
+    from flink_llm_udf.flink import LLMAsyncFunction
 
     env = StreamExecutionEnvironment.get_execution_environment(_configuration(conf))
     env.set_parallelism(1)
     provider, settings = provider_for(case, spec["base_url"]), _settings(case)
-    ordered = case.entry == DS_ORDERED
-    capacity = spec.get("ds_capacity")
-    capacity = int(per_concurrency(capacity, case.concurrency)) if capacity else None
     if case.kind == LATENCY:
         from pyflink.table import StreamTableEnvironment
 
@@ -219,18 +306,31 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
         t_env.execute_sql(_source_ddl(case))
         rows = t_env.to_data_stream(t_env.sql_query(f"SELECT id, {STAMP_SQL} AS ts FROM src"))
         function = LLMAsyncFunction(provider, settings, text_of=_row_text, key_of=_row_stamp)
-        out = apply_llm(rows, function, ordered=ordered, capacity=capacity, task=_api_task(case))
-        emit("submit")
+        out = _apply_llm(case, spec, rows, function)
+        emit("submit", flink_settings=_stream_settings(env))
         return _collect_latencies(out.execute_and_collect(), lambda row: (row[0], row[2]))
     texts = env.from_collection([text_of(i) for i in range(1, case.rows + 1)], type_info=Types.STRING())
-    out = apply_llm(
-        texts, LLMAsyncFunction(provider, settings), ordered=ordered, capacity=capacity, task=_api_task(case)
-    )
+    out = _apply_llm(case, spec, texts, LLMAsyncFunction(provider, settings))
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
     out.sink_to(Sink(discard))
-    emit("submit")
+    emit("submit", flink_settings=_stream_settings(env))
     env.execute(f"bench {case.name}")
     return {}
+
+
+def _apply_llm(
+    case: Case, spec: dict[str, Any], stream: DataStream, function: LLMAsyncFunction
+) -> DataStream:
+    """``apply_llm`` as the case calls it: README cases exactly as README.md does (no capacity);
+    tuned ones with the run's ``--ds-capacity`` and the case's task."""
+    from flink_llm_udf.flink import apply_llm
+
+    ordered = case.entry == DS_ORDERED
+    if case.setup == README:
+        return apply_llm(stream, function, ordered=ordered)
+    capacity = spec.get("ds_capacity")
+    capacity = int(per_concurrency(capacity, case.concurrency)) if capacity else None
+    return apply_llm(stream, function, ordered=ordered, capacity=capacity, task=_api_task(case))
 
 
 def _row_text(row: Row) -> str:

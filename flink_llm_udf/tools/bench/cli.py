@@ -12,12 +12,27 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..key_values import parse_key_values
-from .measure import ChildRun
-from .plan import ENTRY_POINTS, LATENCY, NAIVE, REPLAY, Case, build_plan, with_rows_scaled
-from .report import SCHEMA, add_baseline_ratios, case_record, progress_line, table, targets
+from .plan import (
+    ENTRY_POINTS,
+    LATENCY,
+    NAIVE,
+    README_ENTRY_POINTS,
+    REPLAY,
+    Case,
+    build_plan,
+    with_rows_scaled,
+)
+from .report import SCHEMA, add_baseline_ratios, case_record, progress_line, setup_table, table, targets
+
+if TYPE_CHECKING:  # measure imports psutil: see missing_extra
+    from .measure import ChildRun
+
+#: The modules of the ``bench`` extra (pyproject.toml), and how to install them.
+EXTRA_MODULES = ("psutil", "matplotlib")
+INSTALL_EXTRA = "pip install 'flink-llm-udf[bench]'"
 
 CPU_ACCOUNTING = (
     "cpu_us_per_row.python: CPU seconds (user + system, all threads) of the Python processes of "
@@ -36,14 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flink-llm bench",
         description="Benchmark every entry point against the simulator: rows/s in steady state, "
         "ratio to the C/L limit and to a naive baseline, CPU per row, peak memory, "
-        "and end-to-end latency at a low input rate. Writes bench.json, bench.png "
-        "and bench.txt into --out (plus logs/ and timelines/ per case).",
+        "and end-to-end latency at a low input rate. A full run measures each throughput and "
+        f"latency case of {', '.join(README_ENTRY_POINTS)} twice: tuned (recommended_settings "
+        "in the job configuration) and as README.md writes the job (NAME-readme-...). "
+        "Writes bench.json, bench.png and bench.txt into --out (plus logs/ and timelines/ per "
+        f"case). Needs the bench extra: {INSTALL_EXTRA}.",
     )
     parser.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="C=64 only, fewer rows and variants (every entry point once); < 3 min",
+        help="C=64 only, fewer rows and variants (every entry point once, tuned only); < 3 min",
     )
     parser.add_argument(
         "--latency-ms", type=float, default=100.0, help="simulator latency L per request (default: 100)"
@@ -80,14 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="Flink configuration for every Flink case, over recommended_settings(C); "
-        "a value N*C means N times the case's concurrency",
+        help="Flink configuration for every tuned Flink case, over recommended_settings(C) "
+        "(README cases run as README.md writes them); a value N*C means N times the case's concurrency",
     )
     parser.add_argument(
         "--ds-capacity",
         default=None,
         metavar="N|N*C",
-        help="capacity of the DataStream async operator (default: apply_llm's, 2*C)",
+        help="capacity of the DataStream async operator in tuned cases (default: apply_llm's)",
     )
     parser.add_argument(
         "--worker-mode",
@@ -165,8 +183,24 @@ def _endpoint_for(case: Case, sim: Any) -> Iterator[str]:
     sim.reset()  # the recording request is not the case's
 
 
+def missing_extra() -> str | None:
+    """The first module of the ``bench`` extra that cannot be imported, or None."""
+    import importlib
+
+    for name in EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    missing = missing_extra()
+    if missing is not None:  # say what to install, not a traceback from deep in a module
+        print(f"flink-llm bench: needs {missing}, from the bench extra: {INSTALL_EXTRA}", file=sys.stderr)
+        return 2
     from flink_llm_udf.simulator import SimulatorConfig, SimulatorProcess
 
     from .measure import run_child
@@ -246,8 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "flink_conf_overrides": flink_conf,
             "worker_mode": args.worker_mode,
-            "ds_capacity": args.ds_capacity or "apply_llm default (2*C)",
-            "flink_conf_base": "parallelism.default=1 + recommended_settings(C)",
+            "ds_capacity": args.ds_capacity or "apply_llm default",
+            "flink_conf_base": {
+                "tuned": "parallelism.default=1, python.executable, table.local-time-zone=UTC "
+                "+ recommended_settings(C) + --set",
+                "readme": "parallelism.default=1, python.executable, table.local-time-zone=UTC; "
+                "the job built as README.md writes it (register_functions, apply_llm without "
+                "capacity, pure SQL with the job parameters and sql_set_statements(C))",
+            },
             "poll_s": args.poll_s,
         },
         "cpu_accounting": CPU_ACCOUNTING,
@@ -258,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     text = table(records)
+    if side_by_side := setup_table(records):
+        text = f"{text}\n\n{side_by_side}"
     summary = "\n".join(
         f"{'met ' if t['met'] else 'MISS'} {t['target']}: {t['value']}" for t in doc["targets"]
     )

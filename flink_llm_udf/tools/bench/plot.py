@@ -1,11 +1,13 @@
-"""The bench's PNG: rows/s against concurrency, one line per entry point, the limit drawn."""
+"""The bench's PNG: rows/s against concurrency, one line per entry point, the limit drawn.
+
+An entry point measured as README.md writes it too gets a second, dashed line in its colour."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .plan import ENTRY_POINTS, NAIVE, THROUGHPUT
+from .plan import ENTRY_POINTS, NAIVE, README, THROUGHPUT
 
 
 def plot(records: list[dict[str, Any]], latency_ms: float, path: Path, title: str = "") -> Path:
@@ -36,14 +38,22 @@ def plot(records: list[dict[str, Any]], latency_ms: float, path: Path, title: st
     )
     markers = iter("osD^vP")  # distinct markers: entries often sit on the same point
     for entry in ENTRY_POINTS:
-        points = sorted((r["concurrency"], r["rows_per_s"]) for r in plain if r["entry"] == entry)
+        mine = [r for r in plain if r["entry"] == entry]
+        points = sorted((r["concurrency"], r["rows_per_s"]) for r in mine if r.get("setup") != README)
+        readme = sorted((r["concurrency"], r["rows_per_s"]) for r in mine if r.get("setup") == README)
         if not points:
             continue
         if entry == NAIVE:  # no concurrency: one rate at every level
             ax.plot(span, [points[0][1]] * 2, ":", color="grey", label="naive baseline (1 request at a time)")
             continue
         xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, marker=next(markers), linestyle="-", markerfacecolor="none", label=entry)
+        marker = next(markers)
+        (line,) = ax.plot(xs, ys, marker=marker, linestyle="-", markerfacecolor="none", label=entry)
+        if readme:
+            xs, ys = zip(*readme, strict=True)
+            ax.plot(
+                xs, ys, marker=marker, linestyle="--", color=line.get_color(), label=f"{entry}, as README"
+            )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(levels, [str(c) for c in levels])
