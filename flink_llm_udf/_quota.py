@@ -4,7 +4,7 @@ Hosted APIs limit requests and tokens per minute per key. The ``QuotaGate`` of o
 Flink subtask) admits a request only when
 
 - the pause after a 429 (or a 503 with ``Retry-After``) is over: one such answer holds the whole
-  subtask until the server's reset time, instead of every row retrying on its own;
+  subtask for the server's ``Retry-After``, instead of every row retrying on its own;
 - its share of the requests-per-minute budget has room (a token bucket refilling at
   ``limit / 60`` per second, holding at most one second's worth, so it neither bursts past the
   quota nor idles);
@@ -309,9 +309,7 @@ class QuotaGate:
             if status == 429:
                 self.rate_limited += 1
                 self._probe = HEADER_PROBE_REPLIES
-            calibration = RateLimitHeaders.of(headers)
-            resets = [] if calibration is None else [calibration.reset_requests_s, calibration.reset_tokens_s]
-            pause = max([s for s in (retry_after_s, *resets) if s is not None] or [1.0])
+            pause = retry_after_s if retry_after_s is not None else self._until_one_fits(headers)
             self.paused_until = max(self.paused_until, now + pause)
         if self.adaptive and self.aimd.overload(now, self._round_trip_s):
             self._on_concurrency(self.aimd.allowed)
@@ -355,15 +353,28 @@ class QuotaGate:
         if self.configured_tpm is None and seen.limit_tokens:
             self.tpm = seen.limit_tokens / self.subtasks
             self._tokens = self._retuned(self._tokens, self.tpm, now)
-        # The key has nothing left for this subtask's share: hold until the server's reset.
+        # The key has nothing left for this subtask's share: hold until that much has refilled
+        # (the reset headers say when the budget is *full* again, which can be a minute away).
         if seen.remaining_requests is not None and seen.remaining_requests < self.subtasks:
-            self.paused_until = max(self.paused_until, now + (seen.reset_requests_s or 1.0))
+            if seen.limit_requests:
+                missing = self.subtasks - max(0.0, seen.remaining_requests)
+                hold = missing * 60.0 / seen.limit_requests
+            else:
+                hold = seen.reset_requests_s or 1.0
+            self.paused_until = max(self.paused_until, now + hold)
             if self._requests is not None:
                 self._requests.drain(now)
         # Less left for the key than a second of every subtask's share: spend none saved.
         tokens, remaining = self._tokens, seen.remaining_tokens
         if tokens is not None and remaining is not None and remaining < tokens.capacity * self.subtasks:
             tokens.drain(now)
+
+    def _until_one_fits(self, headers: Mapping[str, str]) -> float:
+        """A 429 without ``Retry-After``: the refill time of one request, else of a second."""
+        seen = RateLimitHeaders.of(headers)
+        if seen is not None and seen.limit_requests:
+            return max(60.0 / seen.limit_requests, 0.05)
+        return 1.0
 
     @staticmethod
     def _retuned(bucket: Bucket | None, per_minute: float, now: float) -> Bucket:

@@ -130,16 +130,25 @@ def test_tokens_are_estimated_then_corrected_by_the_reply():
     assert made.usage().tokens_last_minute == 100 + 60 + 50 - 60
 
 
-def test_a_429_pauses_the_subtask_until_the_servers_reset_then_halves_concurrency():
+def test_a_429_pauses_the_subtask_for_its_retry_after_then_halves_concurrency():
     time = FakeTime()
     made, changes = gate(time)
-    headers = {"x-ratelimit-reset-requests": "2s", "retry-after": "1"}
+    headers = {"x-ratelimit-reset-requests": "40s", "retry-after": "1"}  # reset: until *full*
     made.reply(429, headers, 0.1, None, 0)
     made.overloaded(429, 1.0, headers)
-    assert made.paused_until == pytest.approx(102.0) and changes == [8]
+    assert made.paused_until == pytest.approx(101.0) and changes == [8]
     assert made.usage().rate_limited == 1
-    assert asyncio.run(admit(made)) == pytest.approx(2.0)  # held until the reset, not the Retry-After
+    assert asyncio.run(admit(made)) == pytest.approx(1.0)
     assert asyncio.run(admit(made)) == 0.0
+
+
+def test_a_429_without_retry_after_waits_for_one_request_to_refill():
+    time = FakeTime()
+    made, _ = gate(time, subtasks=2)
+    made.overloaded(429, None, {"x-ratelimit-limit-requests": "600", "x-ratelimit-reset-requests": "59s"})
+    assert made.paused_until == pytest.approx(100.1)
+    made.overloaded(429, None, {})
+    assert made.paused_until == pytest.approx(101.0)
 
 
 def test_a_503_with_retry_after_pauses_too_and_a_timeout_only_shrinks():
@@ -170,7 +179,8 @@ def test_the_servers_headers_calibrate_a_missing_budget_and_hold_an_exhausted_ke
         None,
         0,
     )
-    assert made.paused_until == pytest.approx(101.5)  # less left than one request per subtask
+    # less left than one request per subtask: held until one more per subtask has refilled
+    assert made.paused_until == pytest.approx(100.0 + (2 - 1) * 60 / 600)
 
 
 def test_a_configured_budget_is_not_replaced_by_the_servers_headers():
