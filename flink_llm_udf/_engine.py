@@ -100,6 +100,7 @@ class LLMEngine:
             sleep=sleep,
             on_concurrency=self._resize_slots,
             adaptive=self.settings.adaptive_concurrency,
+            read_headers=self.settings.rate_limit_headers,
         )
         self._estimator: TokenEstimator | None = None
         attach = getattr(self.observer, "attach_quota", None)

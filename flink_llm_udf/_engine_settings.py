@@ -42,7 +42,9 @@ class EngineSettings:
     it. A request's tokens are estimated before it is sent (the prompt counted with tiktoken,
     plus ``max_tokens`` or ``completion_tokens_estimate``) and corrected by the reply's usage.
     ``adaptive_concurrency`` halves the requests in flight on a 429 or a timeout and grows them
-    back by one per window of successes, up to ``max_concurrency``.
+    back by one per window of successes, up to ``max_concurrency``; ``rate_limit_headers`` lets
+    the server's ``x-ratelimit-*`` headers set a budget none is configured for and hold requests
+    while the key has nothing left.
     """
 
     max_concurrency: int = 16
@@ -58,6 +60,7 @@ class EngineSettings:
     tokens_per_minute: float | None = None
     completion_tokens_estimate: int = 256
     adaptive_concurrency: bool = True
+    rate_limit_headers: bool = True
 
     def __post_init__(self) -> None:
         for name in ("requests_per_minute", "tokens_per_minute"):
@@ -68,10 +71,11 @@ class EngineSettings:
                 raise InvalidOptionError(
                     f"{name}={value!r} is not allowed: must be a number > 0 (per minute)"
                 )
-        if not isinstance(self.adaptive_concurrency, bool):
-            raise InvalidOptionError(
-                f"adaptive_concurrency={self.adaptive_concurrency!r} is not allowed: must be True or False"
-            )
+        for name in ("adaptive_concurrency", "rate_limit_headers"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidOptionError(
+                    f"{name}={getattr(self, name)!r} is not allowed: must be True or False"
+                )
         if self.http_client not in HTTP_CLIENTS:
             raise InvalidOptionError(
                 f"http_client={self.http_client!r} is not allowed: must be one of {', '.join(HTTP_CLIENTS)}"

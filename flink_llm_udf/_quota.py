@@ -205,6 +205,7 @@ class QuotaGate:
         sleep: Callable[[float], Awaitable[object]],
         on_concurrency: Callable[[int], None],
         adaptive: bool = True,
+        read_headers: bool = True,
     ) -> None:
         self.subtasks = max(1, subtasks)
         self._clock = clock
@@ -222,7 +223,8 @@ class QuotaGate:
         self.paused_until = 0.0
         self.throttled_s = 0.0
         self.rate_limited = 0
-        self._probe = HEADER_PROBE_REPLIES
+        self.read_headers = read_headers
+        self._probe = HEADER_PROBE_REPLIES if read_headers else 0
         # (time, requests, tokens) of the last minute, and their sums: metrics read only the sums,
         # from another thread, so nothing is iterated while the engine's loop changes it
         self._sent: deque[tuple[float, int, int]] = deque()
@@ -292,7 +294,7 @@ class QuotaGate:
         self._round_trip_s = 0.8 * self._round_trip_s + 0.2 * max(latency_s, 0.001)
         if used_tokens is not None and used_tokens != estimate:
             self._reconcile(used_tokens - estimate, now)
-        if status == 429 or self._probe > 0:
+        if (status == 429 and self.read_headers) or self._probe > 0:
             calibration = RateLimitHeaders.of(headers)
             if calibration is not None:
                 self._probe = HEADER_PROBE_REPLIES
@@ -308,8 +310,12 @@ class QuotaGate:
         if status == 429 or (status == 503 and retry_after_s is not None):
             if status == 429:
                 self.rate_limited += 1
-                self._probe = HEADER_PROBE_REPLIES
-            pause = retry_after_s if retry_after_s is not None else self._until_one_fits(headers)
+                if self.read_headers:
+                    self._probe = HEADER_PROBE_REPLIES
+            if retry_after_s is not None:
+                pause = retry_after_s
+            else:
+                pause = self._until_one_fits(headers if self.read_headers else {})
             self.paused_until = max(self.paused_until, now + pause)
         if self.adaptive and self.aimd.overload(now, self._round_trip_s):
             self._on_concurrency(self.aimd.allowed)

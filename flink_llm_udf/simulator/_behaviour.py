@@ -96,6 +96,10 @@ _HELP: dict[str, str] = {
     "quota_max_concurrent": "answer 429 at once when the request's API key already has this many in flight",
     "quota_headers": "send x-ratelimit-* headers for the quota dimensions set (quota_rpm, quota_tpm)",
     "quota_default_max_tokens": "completion tokens per choice counted against quota_tpm without max_tokens",
+    "quota_window_s": (
+        "seconds the quotas count over: 60 like a hosted API's minute; shorter scales a minute down "
+        "(quota_rpm requests per that many seconds) so a test can exhaust a quota quickly"
+    ),
 }
 
 
@@ -138,6 +142,7 @@ class SimulatorConfig:
     quota_max_concurrent: int | None = None
     quota_headers: bool = True
     quota_default_max_tokens: int = DEFAULT_QUOTA_MAX_TOKENS
+    quota_window_s: float = 60.0
 
     def __post_init__(self) -> None:
         if isinstance(self.models, str) or not isinstance(self.models, Sequence):
@@ -166,6 +171,7 @@ class SimulatorConfig:
                 _check_int(name, getattr(self, name), 1, None)
         for name in ("latency_ms", "latency_jitter_ms", "retry_after_s", "timeout_hang_s"):
             _check_number(name, getattr(self, name), 0.0, None)
+        _check_number("quota_window_s", self.quota_window_s, 0.001, None)
         _check_number("tail_multiplier", self.tail_multiplier, 0.0, None)
         for name in ("tail_fraction", *FAULT_FIELDS):
             _check_number(name, getattr(self, name), 0.0, 1.0)

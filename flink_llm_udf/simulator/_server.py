@@ -354,7 +354,8 @@ class SimulatorServer:
         authorization = request.headers.get("Authorization") or ""
         key = self._quota_keys.get(authorization)
         if key is None:
-            key = self._quota_keys[authorization] = KeyQuota(quota_key_label(authorization or None))
+            label = quota_key_label(authorization or None)
+            key = self._quota_keys[authorization] = KeyQuota(label, config.quota_window_s)
         cap = config.quota_max_concurrent
         response: web.StreamResponse
         if cap is not None and key.in_flight >= cap:

@@ -221,6 +221,7 @@ def test_engine_keys_come_from_the_settings_fields():
         "tokens-per-minute": "tokens_per_minute",
         "completion-tokens-estimate": "completion_tokens_estimate",
         "adaptive-concurrency": "adaptive_concurrency",
+        "rate-limit-headers": "rate_limit_headers",
     }
     assert [o.field for o in ENGINE_OPTIONS] == [f.name for f in dataclasses.fields(EngineSettings)]
 

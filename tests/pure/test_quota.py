@@ -220,3 +220,13 @@ def test_adaptive_concurrency_can_be_turned_off():
 def test_token_estimates_count_the_prompt_and_the_completion(options, texts, expected):
     spec = resolve_call(OpenAICompatProvider(endpoint="http://127.0.0.1:1/v1", model="gpt-4", **options), {})
     assert TokenEstimator(spec, completion_estimate=256).estimate(texts) == expected
+
+
+def test_the_servers_headers_can_be_ignored():
+    time = FakeTime()
+    made, _ = gate(time, read_headers=False)
+    made.reply(
+        200, {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0"}, 0.1, None, 0
+    )
+    made.reply(429, {"x-ratelimit-limit-requests": "600"}, 0.1, None, 0)
+    assert made.usage().requests_per_minute_limit is None and made.paused_until == 0.0
