@@ -99,6 +99,12 @@ def build_parser(prog: str | None = None, description: str | None = None) -> arg
     )
     parser.add_argument("--parallelism", type=int, default=1, help="job parallelism (default: 1)")
     parser.add_argument(
+        "--requests-per-minute",
+        type=float,
+        default=None,
+        help="the endpoint's requests-per-minute quota for this job, per function (default: none)",
+    )
+    parser.add_argument(
         "--error-handling",
         choices=ERROR_HANDLING,
         default="RETRY",
@@ -189,7 +195,9 @@ def run(args: argparse.Namespace, endpoint: str) -> JobRun:
     from flink_llm_udf.flink import ai_complete_udf, ai_embed_udf
 
     chat, embed = providers(args, endpoint)
-    settings = EngineSettings(max_concurrency=args.max_concurrency)
+    settings = EngineSettings(
+        max_concurrency=args.max_concurrency, requests_per_minute=getattr(args, "requests_per_minute", None)
+    )
     t_env = create_table_env(args)
     t_env.create_temporary_system_function("ai_complete", ai_complete_udf(chat, settings))
     t_env.create_temporary_system_function("ai_embed", ai_embed_udf(embed, settings))

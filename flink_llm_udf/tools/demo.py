@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-ms", type=float, default=100.0, help="simulator latency per request (default: 100)"
     )
     parser.add_argument(
+        "--quota-rpm",
+        type=int,
+        default=None,
+        help="give the simulator a hosted API's quota of this many requests per minute, and the job "
+        "the same limit (its two functions share it): shows the quota gate at work (default: none)",
+    )
+    parser.add_argument(
         "--fault-rate",
         type=float,
         default=0.02,
@@ -128,6 +135,7 @@ def summarize(
             f"retries: {faults} (requests the simulator failed on purpose: "
             f"{stats.get('faults', {}) or 'none'}; each one was retried)"
         )
+        lines += quota_lines(stats)
     else:
         lines.append("retries: not visible from here (see the flink_llm metrics of the job)")
     failed = [
@@ -139,6 +147,21 @@ def summarize(
         f"failures: {len(failed)} rows without an answer" + (f" (ids {failed[:10]})" if failed else "")
     )
     return lines
+
+
+def quota_lines(stats: dict[str, Any]) -> list[str]:
+    """What the quota did, when the simulator enforced one: 429s and the rate held."""
+    if not stats.get("quota_keys"):  # the simulator enforced no quota
+        return []
+    limited = int(stats.get("rate_limited_requests", 0)) + int(stats.get("rate_limited_tokens", 0))
+    total = int(stats.get("requests_total", 0))
+    admitted = sum(key.get("requests", 0) for key in (stats.get("quota_keys") or {}).values())
+    return [
+        f"quota: {limited} of {total} requests answered 429 ({limited / max(total, 1):.1%}); "
+        f"{admitted} admitted within the quota (the job's quota gate paces the requests, pauses "
+        "on a 429 and halves the requests in flight; see the flink_llm metrics rateLimited, "
+        "throttledMs and concurrencyLimit)"
+    ]
 
 
 def check_against_simulator(rows: list[dict[str, Any]]) -> str:
@@ -168,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     job_argv = ["--max-concurrency", str(args.max_concurrency), "--error-handling", args.error_handling]
+    if args.quota_rpm is not None and not args.endpoint:
+        job_argv += ["--requests-per-minute", str(args.quota_rpm / 2)]  # chat and embeddings share it
     for flag, value in (
         ("--model", args.model),
         ("--embedding-model", args.embedding_model),
@@ -191,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
             from ..simulator import SimulatorProcess
 
             with SimulatorProcess(
-                latency_ms=args.latency_ms, fault_503=args.fault_rate, record_requests=True, seed=7
+                latency_ms=args.latency_ms,
+                fault_503=args.fault_rate,
+                record_requests=True,
+                seed=7,
+                quota_rpm=args.quota_rpm,
             ) as simulator:
                 print(
                     f"simulator at {simulator.base_url} ({args.latency_ms:g} ms latency, "
