@@ -19,28 +19,26 @@ from ._endpoint_tokens import EndpointTokenizer, EndpointTokenizerMissing
 from ._engine_settings import EngineSettings
 from ._errors import (
     EndpointError,
-    EndpointStatusError,
     EndpointTimeoutError,
-    MalformedResponseError,
     RowFailedError,
 )
-from ._http import HTTPReply, HTTPSession, open_session
+from ._http import HTTPSession, open_session
 from ._observers import EngineObserver, NullObserver
 from ._provider import TASK_CHAT, OpenAICompatProvider
 from ._quota import QuotaGate, TokenEstimator
 from ._results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
-from ._retry import delay_before_retry, is_retryable_status, parse_retry_after
-from ._secrets import Redactor
+from ._retry import delay_before_retry
 from ._slots import RequestSlots
 from ._tokens import fit_to_context, load_encoding
 from ._wire import (
     BodyTemplates,
     CallSpec,
-    error_message,
-    parse_chat_choices,
+    chat_value,
+    check_reply,
     parse_embeddings,
     parse_usage,
     resolve_call,
+    single_embedding,
     unsendable,
 )
 from ._workers import gather_or_cancel, run_on_workers
@@ -142,7 +140,7 @@ class LLMEngine:
             body = self._bodies.encode(fitted, model)
         except UnicodeEncodeError as exc:
             return self._unsent(f"the text is not valid Unicode ({exc.reason} at position {exc.start})")
-        parse = _chat_value if self.is_chat else _single_embedding
+        parse = chat_value if self.is_chat else single_embedding
         return await self._send(body, parse, on_backoff, self._tokens_of(fitted))
 
     def _tokens_of(self, texts: str | list[str]) -> int:
@@ -341,7 +339,7 @@ class LLMEngine:
                 try:
                     reply = await session.post(body, min(settings.request_timeout_s, remaining))
                     status = reply.status
-                    value, choices = _check_reply(reply, parse, self.spec.redactor)
+                    value, choices = check_reply(reply, parse, self.spec.redactor)
                     error = None
                 except EndpointError as exc:
                     error = exc
@@ -458,39 +456,6 @@ class LLMEngine:
             self._server_tokens.abandon()
         self._session = None
         self._slots = None
-
-
-def _check_reply(
-    reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]], redactor: Redactor
-) -> tuple[Any, tuple[str, ...]]:
-    """Turn a reply into (value, choices) or raise the matching ``EndpointError``."""
-    if 200 <= reply.status < 300:
-        try:
-            if not reply.is_json:
-                raise MalformedResponseError("response body is not JSON", retryable=True)
-            return parse(reply.payload)
-        except MalformedResponseError as exc:
-            retryable = is_retryable_status(500, reply.headers)  # only x-should-retry can veto
-            raise MalformedResponseError(
-                f"HTTP {reply.status} with a malformed body: {exc}", retryable=retryable, status=reply.status
-            ) from None
-    # Redact whole secrets before error_message cuts the body, and pieces of them after.
-    message = redactor.text(error_message(reply.payload, redactor.raw(reply.raw)))
-    raise EndpointStatusError(
-        f"HTTP {reply.status}: {message}",
-        retryable=is_retryable_status(reply.status, reply.headers),
-        status=reply.status,
-        retry_after=parse_retry_after(reply.headers),
-    )
-
-
-def _chat_value(payload: Any) -> tuple[str, tuple[str, ...]]:
-    choices = parse_chat_choices(payload)
-    return choices[0], choices
-
-
-def _single_embedding(payload: Any) -> tuple[list[float], tuple[str, ...]]:
-    return parse_embeddings(payload, 1)[0], ()
 
 
 def _all_done(results: list[RowResult | None]) -> list[RowResult]:

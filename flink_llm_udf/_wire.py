@@ -11,10 +11,10 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ._errors import ConfigurationError, InvalidOptionError, MalformedResponseError
+from ._errors import ConfigurationError, EndpointStatusError, InvalidOptionError, MalformedResponseError
 from ._options import ContextOverflowAction, Task, api_key_problem, endpoint_problem, show_endpoint
 from ._provider import (
     TASK_CHAT,
@@ -24,8 +24,11 @@ from ._provider import (
     parse_stop,
     task_of_endpoint,
 )
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, is_retryable_status, parse_retry_after
 from ._secrets import Redactor, basic_authorization, split_credentials
+
+if TYPE_CHECKING:
+    from ._http import HTTPReply
 
 #: Extra headers whose values are credentials (Azure's ``api-key``, ``X-API-Key``, tokens).
 _CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret|password", re.IGNORECASE)
@@ -371,3 +374,38 @@ def unsendable(text: object, model: object = None, *, check_encoding: bool = Fal
         except UnicodeEncodeError as exc:
             return f"the text is not valid Unicode ({exc.reason} at position {exc.start})"
     return None
+
+
+def check_reply(
+    reply: HTTPReply, parse: Callable[[Any], tuple[Any, tuple[str, ...]]], redactor: Redactor
+) -> tuple[Any, tuple[str, ...]]:
+    """Turn a reply into (value, choices) or raise the matching ``EndpointError``."""
+    if 200 <= reply.status < 300:
+        try:
+            if not reply.is_json:
+                raise MalformedResponseError("response body is not JSON", retryable=True)
+            return parse(reply.payload)
+        except MalformedResponseError as exc:
+            retryable = is_retryable_status(500, reply.headers)  # only x-should-retry can veto
+            raise MalformedResponseError(
+                f"HTTP {reply.status} with a malformed body: {exc}", retryable=retryable, status=reply.status
+            ) from None
+    # Redact whole secrets before error_message cuts the body, and pieces of them after.
+    message = redactor.text(error_message(reply.payload, redactor.raw(reply.raw)))
+    raise EndpointStatusError(
+        f"HTTP {reply.status}: {message}",
+        retryable=is_retryable_status(reply.status, reply.headers),
+        status=reply.status,
+        retry_after=parse_retry_after(reply.headers),
+    )
+
+
+def chat_value(payload: Any) -> tuple[str, tuple[str, ...]]:
+    """A chat reply's first choice and all its choices."""
+    choices = parse_chat_choices(payload)
+    return choices[0], choices
+
+
+def single_embedding(payload: Any) -> tuple[list[float], tuple[str, ...]]:
+    """The one vector of a one-row embeddings reply."""
+    return parse_embeddings(payload, 1)[0], ()
