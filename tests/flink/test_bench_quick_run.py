@@ -8,15 +8,22 @@ import zlib
 
 import pytest
 
+from flink_llm_udf.flink._tuning import BUNDLE_KEYS, recommended_settings
 from flink_llm_udf.tools.bench import main
 from flink_llm_udf.tools.bench.plan import (
+    DS_ORDERED,
+    DS_UNORDERED,
+    ENGINE,
     ENGINE_CPU,
     ENTRY_POINTS,
     LATENCY,
     NAIVE,
+    README,
+    README_ENTRY_POINTS,
     REPLAY,
     SIMULATOR,
     THROUGHPUT,
+    TUNED,
 )
 
 
@@ -41,6 +48,10 @@ def test_quick_run_writes_complete_consistent_output(tmp_path):
     assert len(doc["machine"]["loadavg_start"]) == 3 and len(doc["machine"]["loadavg_end"]) == 3
     results = doc["results"]
     assert all(r["ok"] and r["error"] is None for r in results), [r["error"] for r in results]
+    assert all(r["setup"] == TUNED for r in results)  # a quick run has no README twins
+    for r in results:  # a tuned job runs with recommended_settings(C), whoever reads them
+        if r["entry"] != ENGINE:
+            assert r["flink_settings"] == recommended_settings(r["concurrency"]), r["name"]
 
     throughput = [r for r in results if r["kind"] == THROUGHPUT]
     assert {r["entry"] for r in throughput} == set(ENTRY_POINTS)
@@ -64,7 +75,7 @@ def test_quick_run_writes_complete_consistent_output(tmp_path):
     assert embeddings == {1, 16}
 
     latency = [r for r in results if r["kind"] == LATENCY]
-    assert latency and all(0 < r["p50_ms"] <= r["p90_ms"] <= r["max_ms"] for r in latency)
+    assert latency and all(0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"] for r in latency)
     assert all(r["rows_seen"] == r["rows"] for r in latency)
     engine_cpu = {r["endpoint"]: r for r in results if r["kind"] == ENGINE_CPU}
     assert set(engine_cpu) == {REPLAY, SIMULATOR}
@@ -76,3 +87,26 @@ def test_quick_run_writes_complete_consistent_output(tmp_path):
     width, height = _png_size((out / "bench.png").read_bytes())
     assert width > 100 and height > 100
     assert "rows/s" in (out / "bench.txt").read_text()
+
+
+@pytest.mark.flink
+def test_readme_cases_run_with_what_the_product_applies(tmp_path):
+    """The README twins build their jobs as README.md does and still run with the fast settings:
+    ``register_functions`` and the SQL ``SET`` block give every key, ``apply_llm`` the bundle keys."""
+    out = tmp_path / "bench"
+    entries = ",".join(README_ENTRY_POINTS)
+    argv = ["--only", "readme-c16", "--concurrency", "16", "--entries", entries, "--rows-scale", "0.1"]
+    assert main([*argv, "--out", str(out)]) == 0
+
+    doc = json.loads((out / "bench.json").read_text())
+    results = doc["results"]
+    assert [r["name"] for r in results] == [f"{e}-readme-c16" for e in README_ENTRY_POINTS]
+    assert all(r["ok"] and r["setup"] == README and r["rows_per_s"] > 0 for r in results)
+    wanted = recommended_settings(16)
+    for r in results:
+        if r["entry"] in (DS_UNORDERED, DS_ORDERED):
+            assert {k: v for k, v in r["flink_settings"].items() if v is not None} == {
+                k: wanted[k] for k in BUNDLE_KEYS
+            }
+        else:
+            assert r["flink_settings"] == wanted, r["name"]
