@@ -51,10 +51,8 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
         install_row_copy_workaround()
         install_batched_submit()
         provider, settings = resolve_configuration(
-            function_context, self._provider, self._settings, self._prefix
+            function_context, self._provider, self._settings, self._prefix, self._task
         )
-        if self._task is not None and provider.task != self._task:
-            provider = provider.replace(task=self._task)
         self.metrics = FlinkMetrics(function_context.get_metric_group())
         self._engine = LLMEngine(
             provider, settings, observer=self.metrics, subtasks=subtasks_of(function_context)

@@ -41,12 +41,14 @@ def resolve_configuration(
     provider: OpenAICompatProvider | None,
     settings: EngineSettings | None,
     prefix: Prefixes = DEFAULT_PREFIX,
+    task: str | None = None,
 ) -> tuple[OpenAICompatProvider, EngineSettings]:
     """The provider and settings a function runs with.
 
     Explicit objects win; what is missing comes from the job parameters under ``prefix``
     (``SET 'pipeline.global-job-parameters' = 'ai.model:...'`` in SQL, or ``flink-llm sql``'s
     ``SET 'ai.model' = '...'``); endpoint and key then fall back to the environment at open.
+    ``task`` forces the provider's task (an embeddings function reading shared ``ai.*`` keys).
     """
     lookup = job_parameter_lookup(context, prefix)
     shown = prefix if isinstance(prefix, str) else "/".join(prefix)
@@ -54,6 +56,8 @@ def resolve_configuration(
         provider = provider_from_lookup(lookup, "", shown)
     if settings is None:
         settings = settings_from_lookup(lookup, "", source=shown)
+    if task is not None and provider.task != task:  # e.g. ai_embed reading the shared ai.* keys
+        provider = provider.replace(task=task)
     return provider, settings
 
 
