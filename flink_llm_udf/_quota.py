@@ -225,9 +225,9 @@ class QuotaGate:
         self.rate_limited = 0
         self.read_headers = read_headers
         self._probe = HEADER_PROBE_REPLIES if read_headers else 0
-        # (time, requests, tokens) of the last minute, and their sums: metrics read only the sums,
-        # from another thread, so nothing is iterated while the engine's loop changes it
-        self._sent: deque[tuple[float, int, int]] = deque()
+        # [second, requests, tokens] of the last minute, and their sums: metrics read only the
+        # sums, from another thread, so nothing is iterated while the engine's loop changes it
+        self._seconds: deque[list[int]] = deque()
         self._minute_requests = 0
         self._minute_tokens = 0
         self._round_trip_s = 1.0
@@ -270,16 +270,24 @@ class QuotaGate:
         self._count(1, tokens)
 
     def _count(self, requests: int, tokens: int) -> None:
-        """Add to the last minute's figures, dropping what is older (on the engine's loop only)."""
-        now = self._clock()
-        sent = self._sent
-        sent.append((now, requests, tokens))
+        """Add to the last minute's figures, dropping what is older (on the engine's loop only).
+
+        One entry per second, not per request: fixed memory, nothing for the collector to walk.
+        """
+        second = int(self._clock())
+        seconds = self._seconds
+        if seconds and seconds[-1][0] == second:
+            current = seconds[-1]
+            current[1] += requests
+            current[2] += tokens
+        else:
+            seconds.append([second, requests, tokens])
+            while seconds[0][0] <= second - 60:
+                _, old_requests, old_tokens = seconds.popleft()
+                self._minute_requests -= old_requests
+                self._minute_tokens -= old_tokens
         self._minute_requests += requests
         self._minute_tokens += tokens
-        while sent[0][0] < now - 60.0:
-            _, old_requests, old_tokens = sent.popleft()
-            self._minute_requests -= old_requests
-            self._minute_tokens -= old_tokens
 
     def reply(
         self,

@@ -6,6 +6,9 @@ its own Python worker (which runs inside this process in local "loopback" mode) 
 ``submit`` (just before the job, or the engine run, starts; for a Flink job with the tuning
 keys it was configured with) and ``done`` (with this process's
 CPU time, peak RSS, and the per-row latencies of a latency case) or ``error``.
+
+A quota case runs at its ``parallelism`` (the engine alone: that many engines, one thread each,
+as subtasks of one job) and collects its output, so ``done`` says how many rows got a value.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from .plan import (
     LATENCY,
     NAIVE,
     PANDAS,
+    QUOTA,
+    QUOTA_MAX_TOKENS,
+    QUOTA_ON,
     README,
     SQL_ASYNC,
     Case,
@@ -79,17 +85,51 @@ def _api_task(case: Case) -> str:
     return TASK_CHAT if case.task == CHAT else TASK_EMBEDDINGS
 
 
+#: The retry backoff of quota cases: short, so a retry waits for the server's Retry-After (or
+#: the gate's pause), not for the default 1 s.
+QUOTA_BACKOFF = "50ms"
+
+
 def provider_for(case: Case, base_url: str) -> OpenAICompatProvider:
-    """The provider a case's engine calls ``base_url`` with."""
+    """The provider a case's engine calls ``base_url`` with.
+
+    A quota case's requests carry ``max_tokens`` (so the engine's token estimate and the
+    simulator's charge agree on the completion) and run under RETRY with a short backoff; a row
+    whose retries are all spent comes back NULL (fallback IGNORE) rather than failing the job,
+    so that failed rows are counted, not hidden behind a failed case.
+    """
     from flink_llm_udf._provider import OpenAICompatProvider
 
+    if case.kind == QUOTA:
+        return OpenAICompatProvider(
+            endpoint=base_url,
+            model=MODEL[case.task],
+            task=_api_task(case),
+            max_tokens=QUOTA_MAX_TOKENS,
+            error_handling_strategy="RETRY",
+            retry_backoff_base_interval=QUOTA_BACKOFF,
+            retry_fallback_strategy="IGNORE",
+        )
     return OpenAICompatProvider(endpoint=base_url, model=MODEL[case.task], task=_api_task(case))
 
 
-def _settings(case: Case) -> EngineSettings:
+def engine_settings(case: Case) -> EngineSettings:
+    """The case's engine settings. Quota cases: the job-wide quota under ``QUOTA_ON``; the
+    control has no limits and ignores the rate-limit headers (the 429 pause and adaptive
+    concurrency stay: they are always on)."""
     from flink_llm_udf._engine_settings import EngineSettings
 
-    return EngineSettings(max_concurrency=case.concurrency, embedding_rows_per_request=case.rows_per_request)
+    if case.kind != QUOTA:
+        return EngineSettings(
+            max_concurrency=case.concurrency, embedding_rows_per_request=case.rows_per_request
+        )
+    if case.setup == QUOTA_ON:
+        return EngineSettings(
+            max_concurrency=case.concurrency,
+            requests_per_minute=case.quota_rpm,
+            tokens_per_minute=case.quota_tpm,
+        )
+    return EngineSettings(max_concurrency=case.concurrency, rate_limit_headers=False)
 
 
 # --- the engine alone ------------------------------------------------------------------------
@@ -99,8 +139,10 @@ ENGINE_CPU_RUNS = 3
 def _run_engine(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
     from flink_llm_udf._batch import BlockingEngine
 
+    if case.parallelism > 1:
+        return _run_engine_subtasks(case, spec)
     texts = [text_of(i) for i in range(1, case.rows + 1)]
-    with BlockingEngine(provider_for(case, spec["base_url"]), _settings(case)) as engine:
+    with BlockingEngine(provider_for(case, spec["base_url"]), engine_settings(case)) as engine:
         extra: dict[str, Any] = {}
         if case.kind == ENGINE_CPU:
             engine.run_batch(texts[:500])  # warm: connections open, code paths hot
@@ -120,8 +162,45 @@ def _run_engine(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
     return {"rows_ok": sum(r.ok for r in results), **extra}
 
 
+def _run_engine_subtasks(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
+    """``case.parallelism`` engines at once, one thread each, as the subtasks of one job: each
+    knows the number of subtasks (its share of a job-wide quota) and runs its share of the rows."""
+    import threading
+
+    from flink_llm_udf._batch import BlockingEngine
+    from flink_llm_udf._results import RowResult
+
+    n = case.parallelism
+    texts = [text_of(i) for i in range(1, case.rows + 1)]
+    provider, settings = provider_for(case, spec["base_url"]), engine_settings(case)
+    engines = [BlockingEngine(provider, settings, subtasks=n) for _ in range(n)]
+    results: list[list[RowResult]] = [[] for _ in range(n)]
+    errors: list[BaseException] = []
+
+    def subtask(index: int) -> None:
+        try:
+            results[index] = engines[index].run_batch(texts[index::n], raise_on_failover=False)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=subtask, args=(i,), name=f"subtask-{i}") for i in range(n)]
+    try:
+        emit("submit")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for engine in engines:
+            engine.close()
+    if errors:
+        raise errors[0]
+    rows = [r for part in results for r in part]
+    return {"rows_ok": sum(r.ok for r in rows), "rows_seen": len(rows)}
+
+
 # --- Flink jobs ------------------------------------------------------------------------------
-def plumbing_conf() -> dict[str, str]:
+def plumbing_conf(parallelism: int = 1) -> dict[str, str]:
     """The configuration every Flink case needs to run here, whatever its setup.
 
     PyFlink's DataStream side does not set python.executable for a local run: Flink would run
@@ -129,7 +208,7 @@ def plumbing_conf() -> dict[str, str]:
     The time zone makes the latency stamps UTC.
     """
     return {
-        "parallelism.default": "1",
+        "parallelism.default": str(parallelism),
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "table.local-time-zone": "UTC",
@@ -142,7 +221,7 @@ def flink_conf(case: Case, spec: dict[str, Any]) -> dict[str, str]:
     product itself applies is all it runs with."""
     from flink_llm_udf.flink._tuning import recommended_settings
 
-    conf = plumbing_conf()
+    conf = plumbing_conf(case.parallelism)
     if case.setup == README:
         return conf
     conf.update(recommended_settings(case.concurrency))
@@ -196,7 +275,7 @@ def _table_function(case: Case, spec: dict[str, Any]) -> UserDefinedScalarFuncti
 
     from .naive import naive_complete_udf
 
-    provider, settings = provider_for(case, spec["base_url"]), _settings(case)
+    provider, settings = provider_for(case, spec["base_url"]), engine_settings(case)
     if case.entry == NAIVE:
         return naive_complete_udf(spec["base_url"], MODEL[CHAT])
     if case.entry == SQL_ASYNC:
@@ -219,7 +298,7 @@ def _readme_table_function(case: Case, spec: dict[str, Any], t_env: TableEnviron
     from flink_llm_udf.tools.sql_file.statements import parse_set, split_statements
 
     if case.entry == PANDAS:
-        register_functions(t_env, provider_for(case, spec["base_url"]), settings=_settings(case))
+        register_functions(t_env, provider_for(case, spec["base_url"]), settings=engine_settings(case))
         return "ai_complete"
     if case.entry == SQL_ASYNC:
         name = "ai_complete_async"
@@ -281,6 +360,10 @@ def _run_table(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> dict[s
         table = t_env.sql_query(f"SELECT {STAMP_SQL} AS ts, {name}({TEXT_SQL}) AS v FROM src")
         emit("submit", flink_settings=_table_settings(t_env))
         return _collect_latencies(table.execute().collect(), lambda row: (row[0], row[1]))
+    if case.kind == QUOTA:
+        table = t_env.sql_query(f"SELECT {name}({TEXT_SQL}) AS v FROM src")
+        emit("submit", flink_settings=_table_settings(t_env))
+        return _count_values(table.execute().collect(), lambda row: row[0])
     value_type = "STRING" if case.task == CHAT else "ARRAY<FLOAT>"
     t_env.execute_sql(f"CREATE TEMPORARY TABLE sink (v {value_type}) WITH ('connector' = 'blackhole')")
     emit("submit", flink_settings=_table_settings(t_env))
@@ -297,8 +380,8 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
     from flink_llm_udf.flink import LLMAsyncFunction
 
     env = StreamExecutionEnvironment.get_execution_environment(_configuration(conf))
-    env.set_parallelism(1)
-    provider, settings = provider_for(case, spec["base_url"]), _settings(case)
+    env.set_parallelism(case.parallelism)
+    provider, settings = provider_for(case, spec["base_url"]), engine_settings(case)
     if case.kind == LATENCY:
         from pyflink.table import StreamTableEnvironment
 
@@ -311,6 +394,9 @@ def _run_datastream(case: Case, spec: dict[str, Any], conf: dict[str, str]) -> d
         return _collect_latencies(out.execute_and_collect(), lambda row: (row[0], row[2]))
     texts = env.from_collection([text_of(i) for i in range(1, case.rows + 1)], type_info=Types.STRING())
     out = _apply_llm(case, spec, texts, LLMAsyncFunction(provider, settings))
+    if case.kind == QUOTA:  # the output row's third field is the value (None: the row failed)
+        emit("submit", flink_settings=_stream_settings(env))
+        return _count_values(out.execute_and_collect(), lambda row: row[2])
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()
     out.sink_to(Sink(discard))
     emit("submit", flink_settings=_stream_settings(env))
@@ -359,6 +445,18 @@ def _collect_latencies(
             latencies_ms.append(1000.0 * (arrived - _epoch_s(stamp)))
             rows_ok += value is not None
     return {"latencies_ms": latencies_ms, "rows_ok": rows_ok}
+
+
+def _count_values(
+    iterator: AbstractContextManager[Iterator[Row]], value_of: Callable[[Row], Any]
+) -> dict[str, Any]:
+    """Rows collected and rows with a value (a failed row comes back NULL under IGNORE)."""
+    rows_seen = rows_ok = 0
+    with iterator as rows:
+        for row in rows:
+            rows_seen += 1
+            rows_ok += value_of(row) is not None
+    return {"rows_ok": rows_ok, "rows_seen": rows_seen}
 
 
 def _summary(exc: BaseException) -> str:

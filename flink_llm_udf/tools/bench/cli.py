@@ -19,13 +19,27 @@ from .plan import (
     ENTRY_POINTS,
     LATENCY,
     NAIVE,
+    QUOTA,
+    QUOTA_ENTRY_POINTS,
     README_ENTRY_POINTS,
     REPLAY,
     Case,
     build_plan,
+    quota_rows_per_s,
+    simulator_settings,
     with_rows_scaled,
 )
-from .report import SCHEMA, add_baseline_ratios, case_record, progress_line, setup_table, table, targets
+from .report import (
+    SCHEMA,
+    add_baseline_ratios,
+    case_record,
+    progress_line,
+    quota_pairs,
+    quota_table,
+    setup_table,
+    table,
+    targets,
+)
 
 if TYPE_CHECKING:  # measure imports psutil: see missing_extra
     from .measure import ChildRun
@@ -54,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and end-to-end latency at a low input rate. A full run measures each throughput and "
         f"latency case of {', '.join(README_ENTRY_POINTS)} twice: tuned (recommended_settings "
         "in the job configuration) and as README.md writes the job (NAME-readme-...). "
+        f"It also runs {', '.join(QUOTA_ENTRY_POINTS)} against a simulator enforcing a hosted API's "
+        "quota, at parallelism 2, with the job given the quota (NAME-quota) and without "
+        "(NAME-quota-off); --only quota runs those alone. "
         "Writes bench.json, bench.png and bench.txt into --out (plus logs/ and timelines/ per "
         f"case). Needs the bench extra: {INSTALL_EXTRA}.",
     )
@@ -138,9 +155,12 @@ def _entry_list(text: str) -> tuple[str, ...]:
 
 
 def timeout_for(case: Case, latency_ms: float) -> float:
-    """Generous wall-clock budget for one case: start-up plus the run at a fifth of the limit."""
+    """Generous wall-clock budget for one case: start-up plus the run at a fifth of the limit
+    (a third of the input rate for latency cases, of the quota's rate for quota cases)."""
     if case.kind == LATENCY:
         return 120.0 + 3 * case.rows / (case.rows_per_second or 1)
+    if case.kind == QUOTA:
+        return 120.0 + 3 * case.rows / (quota_rows_per_s(case) or 1)
     concurrency = 1 if case.entry == NAIVE else case.concurrency
     per_second = concurrency * case.rows_per_request * 1000.0 / max(latency_ms, 1.0)
     return 120.0 + 5 * case.rows / per_second
@@ -242,10 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     with SimulatorProcess(SimulatorConfig(latency_ms=args.latency_ms)) as sim:
         for index, case in enumerate(cases, 1):
             latency = args.latency_ms if case.latency_ms is None else case.latency_ms
-            sim.update(
-                latency_ms=latency, tail_fraction=case.tail_fraction, tail_multiplier=case.tail_multiplier
-            )
-            sim.reset()
+            sim.update(**simulator_settings(case, latency))
+            sim.reset()  # zero stats, and every key's quota full again: cases share no budget
             load_before = os.getloadavg()[0]
             with _endpoint_for(case, sim) as base_url:
                 run = run_child(
@@ -287,19 +305,22 @@ def main(argv: list[str] | None = None) -> int:
                 "readme": "parallelism.default=1, python.executable, table.local-time-zone=UTC; "
                 "the job built as README.md writes it (register_functions, apply_llm without "
                 "capacity, pure SQL with the job parameters and sql_set_statements(C))",
+                "quota": "as tuned, at parallelism.default=2; the job given EngineSettings("
+                "requests_per_minute, tokens_per_minute) of the quota (quota-off: no limits, "
+                "rate_limit_headers=False); max_tokens and a 50 ms backoff on the provider, RETRY "
+                "falling back to IGNORE; the output collected to count rows with a value",
             },
             "poll_s": args.poll_s,
         },
         "cpu_accounting": CPU_ACCOUNTING,
         "baseline_rows_per_s": baseline,
         "results": records,
+        "quota": quota_pairs(records),
         "targets": targets(records),
         "total_wall_s": round(time.time() - started, 1),
     }
     (out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    text = table(records)
-    if side_by_side := setup_table(records):
-        text = f"{text}\n\n{side_by_side}"
+    text = "\n\n".join(part for part in (table(records), setup_table(records), quota_table(records)) if part)
     summary = "\n".join(
         f"{'met ' if t['met'] else 'MISS'} {t['target']}: {t['value']}" for t in doc["targets"]
     )
@@ -308,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{text}\n\n{summary}\n",
         encoding="utf-8",
     )
-    plot(
+    plot(  # the quota cases are not plotted: their limit is the quota's rate, not C / L
         records,
         args.latency_ms,
         out / "bench.png",

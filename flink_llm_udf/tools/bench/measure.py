@@ -5,6 +5,9 @@ RSS of the child's process tree (the child Python process, which hosts the Flink
 in local loopback mode, the Python worker; the JVM it launched; any Python worker processes
 the JVM launched in process mode). Sampling from outside keeps the cost of watching out of
 the measured processes.
+
+The counter sampled is the simulator's requests, or in a quota case its requests answered 200
+(rows answered: there a request refused with 429 is not progress, and one row may cost many).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,9 +28,24 @@ import psutil
 from .. import PACKAGE_PARENT
 from ..cluster.environment import clean_environ
 from .child import PREFIX
-from .plan import Case
+from .plan import QUOTA, Case
 
 POLL_S = 0.2
+
+
+def requests_total(stats: dict[str, Any]) -> float:
+    """Every request the simulator received."""
+    return float(stats["requests_total"])
+
+
+def answered_200(stats: dict[str, Any]) -> float:
+    """The requests the simulator answered 200 (in a quota case: rows answered)."""
+    return float(stats.get("by_status", {}).get("200", 0))
+
+
+def counter_for(case: Case) -> Callable[[dict[str, Any]], float]:
+    """What a case's samples count: rows answered in a quota case, else requests."""
+    return answered_200 if case.kind == QUOTA else requests_total
 
 
 @dataclass
@@ -59,12 +78,20 @@ def _is_jvm(process: psutil.Process) -> bool:
 
 
 class _Sampler(threading.Thread):
-    def __init__(self, run: ChildRun, pid: int, sim: Any, interval: float) -> None:
+    def __init__(
+        self,
+        run: ChildRun,
+        pid: int,
+        sim: Any,
+        interval: float,
+        counter: Callable[[dict[str, Any]], float] = requests_total,
+    ) -> None:
         super().__init__(name="bench-sampler", daemon=True)
         self.run_ = run
         self.root = psutil.Process(pid)
         self.sim = sim
         self.interval = interval
+        self.counter = counter
         self.stop = threading.Event()
         self._cpu: dict[int, tuple[bool, float]] = {}  # pid -> (is_jvm, last CPU seconds)
 
@@ -83,14 +110,14 @@ class _Sampler(threading.Thread):
             else:
                 self.run_.peak_rss_python = max(self.run_.peak_rss_python, rss)
         try:
-            requests = self.sim.stats()["requests_total"]
+            requests = self.counter(self.sim.stats())
         except Exception:
             self.run_.sampler_errors += 1
             return
         now = time.time()
         python = sum(cpu for jvm, cpu in self._cpu.values() if not jvm)
         jvm_cpu = sum(cpu for jvm, cpu in self._cpu.values() if jvm)
-        self.run_.samples.append((now, float(requests), python, jvm_cpu))
+        self.run_.samples.append((now, requests, python, jvm_cpu))
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -139,7 +166,7 @@ def run_child(
             text=True,
             bufsize=1,
         )
-        sampler = _Sampler(run, proc.pid, sim, interval)
+        sampler = _Sampler(run, proc.pid, sim, interval, counter_for(case))
         sampler.start()
         reader = threading.Thread(target=_read_events, args=(proc, run, log), daemon=True)
         reader.start()

@@ -3,12 +3,18 @@
 A case is one child process (one Flink job, or one engine run outside Flink). Row counts are
 chosen so a case spends roughly ``target_s`` seconds in steady state at the physical limit
 ``C / L`` (Little's law), with a floor so the 10 %-90 % window still holds enough samples.
+
+Quota cases (``QUOTA``, full runs only) are the exception: the simulator enforces a hosted API's
+quota, scaled to a short "minute" (``QUOTA_WINDOW_S``), and the limit is the quota's rate, not
+``C / L``; each entry point runs with the quota given to the job (``QUOTA_ON``) and without
+(``QUOTA_OFF``, the control), so the gain of the quota gate is a measured ratio.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 # Entry points, in the order they are run and reported.
 PANDAS = "pandas_udf"  # ai_complete_udf / ai_embed_udf (vectorized)
@@ -24,6 +30,7 @@ FLINK_ENTRY_POINTS = frozenset({PANDAS, DS_UNORDERED, DS_ORDERED, SQL_ASYNC, NAI
 THROUGHPUT = "throughput"  # rows/s in steady state, CPU per row, peak memory
 LATENCY = "latency"  # end-to-end latency per row at a low, rate-limited input rate
 ENGINE_CPU = "engine_cpu"  # process CPU around run_batch, the endpoint answering at once
+QUOTA = "quota"  # rows/s, 429s and retries against a simulator enforcing a hosted API's quota
 
 # What a case talks to.
 SIMULATOR = "simulator"  # the simulator (every case but one)
@@ -35,8 +42,28 @@ EMBEDDINGS = "embeddings"
 # How a Flink case's job is configured.
 TUNED = "tuned"  # recommended_settings(C) (and any --set) in the job configuration
 README = "readme"  # the job built as README.md writes it: nothing of recommended_settings added by the bench
+QUOTA_ON = "quota"  # tuned, and the job given the quota: EngineSettings(requests_per_minute=..., ...)
+QUOTA_OFF = "quota-off"  # tuned, no limits and no calibration from the headers (the control)
 #: The entry points a full run also measures as the README writes them (throughput and latency).
 README_ENTRY_POINTS = (PANDAS, DS_UNORDERED, DS_ORDERED, SQL_ASYNC)
+
+# --- the quota cases (issue 12) ---------------------------------------------------------------
+#: The entry points a full run measures against a quota, in order (each with both setups).
+QUOTA_ENTRY_POINTS = (PANDAS, SQL_ASYNC, DS_UNORDERED, ENGINE)
+#: The hosted API's quota, job-wide: requests and tokens per minute.
+QUOTA_RPM = 600
+QUOTA_TPM = 60_000
+#: The simulator's "minute", scaled down: it holds QUOTA_RPM * w / 60 requests (60 at 6 s),
+#: the same rate, so the control exhausts it within a second and then runs at the quota's rate.
+QUOTA_WINDOW_S = 6.0
+#: ``max_tokens`` of every request, and the completion tokens the simulator charges without it:
+#: the engine's estimate and the simulator's charge then agree on the completion.
+QUOTA_MAX_TOKENS = 16
+#: Rows of a quota case: about 50 s at the quota's 10 rows/s (40 s in the steady window).
+QUOTA_ROWS = 500
+QUOTA_LATENCY_MS = 100.0  # the simulator's latency in quota cases, whatever the run's L
+QUOTA_PARALLELISM = 2
+QUOTA_CONCURRENCY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +83,12 @@ class Case:
     latency_ms: float | None = None  # simulator latency for this case (None: the run's L)
     endpoint: str = SIMULATOR
     setup: str = TUNED  # TUNED or README (Flink cases; the engine and the baseline are always TUNED)
+    parallelism: int = 1  # Flink parallelism; the engine runs this many engines as subtasks
+    # The endpoint's quota (job-wide, per minute; QUOTA cases): the simulator enforces it, and
+    # under QUOTA_ON the job is given it too. ``quota_window_s`` is the simulator's "minute".
+    quota_rpm: int | None = None
+    quota_tpm: int | None = None
+    quota_window_s: float = 60.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,7 +244,68 @@ def build_plan(
                 endpoint=endpoint,
             )
         )
+
+    if not quick:  # a quota case lasts a minute whatever the machine: not in the quick run
+        for entry in QUOTA_ENTRY_POINTS:
+            for case in quota_cases(entry):
+                add(case)
     return cases
+
+
+def quota_cases(entry: str) -> tuple[Case, Case]:
+    """``entry`` against the quota: given the limits (``NAME-quota``), then the control
+    (``NAME-quota-off``), one right after the other so both see the same conditions."""
+    on = Case(
+        f"{entry}-{QUOTA_ON}",
+        QUOTA,
+        entry,
+        concurrency=QUOTA_CONCURRENCY,
+        rows=QUOTA_ROWS,
+        latency_ms=QUOTA_LATENCY_MS,
+        setup=QUOTA_ON,
+        parallelism=QUOTA_PARALLELISM,
+        quota_rpm=QUOTA_RPM,
+        quota_tpm=QUOTA_TPM,
+        quota_window_s=QUOTA_WINDOW_S,
+    )
+    return on, replace(on, name=f"{entry}-{QUOTA_OFF}", setup=QUOTA_OFF)
+
+
+def quota_rows_per_s(case: Case, tokens_per_request: float | None = None) -> float | None:
+    """Rows per second the case's quota allows (one row per request), or None without a quota.
+
+    The requests-per-minute quota's rate, or the tokens-per-minute one's where requests of
+    ``tokens_per_request`` (as the simulator charged them) make it the tighter of the two.
+    """
+    rates = [] if case.quota_rpm is None else [case.quota_rpm / 60.0]
+    if case.quota_tpm is not None and tokens_per_request:
+        rates.append(case.quota_tpm / 60.0 / tokens_per_request)
+    return min(rates) if rates else None
+
+
+def simulator_settings(case: Case, latency_ms: float) -> dict[str, Any]:
+    """The simulator's runtime options for ``case`` (applied before it, then the stats reset).
+
+    A quota case's simulator holds the quota scaled to its window (``quota_rpm * w / 60``
+    requests per ``w`` seconds: the same rate); every other case runs with no quota at all.
+    """
+    settings: dict[str, Any] = {
+        "latency_ms": latency_ms,
+        "tail_fraction": case.tail_fraction,
+        "tail_multiplier": case.tail_multiplier,
+        "quota_rpm": None,
+        "quota_tpm": None,
+        "quota_window_s": 60.0,
+    }
+    if case.kind == QUOTA:
+        scale = case.quota_window_s / 60.0
+        settings.update(
+            quota_rpm=None if case.quota_rpm is None else max(1, round(case.quota_rpm * scale)),
+            quota_tpm=None if case.quota_tpm is None else max(1, round(case.quota_tpm * scale)),
+            quota_window_s=case.quota_window_s,
+            quota_default_max_tokens=QUOTA_MAX_TOKENS,
+        )
+    return settings
 
 
 def readme_twin(case: Case) -> Case:

@@ -4,8 +4,9 @@ Every result record has ``name``, ``kind``, ``entry``, the case's parameters (``
 or built as README.md writes it), ``ok`` and ``error``; throughput records add ``rows_per_s``,
 ``limit_rows_per_s``, ``ratio_to_limit``, ``ratio_to_baseline``, start-up times, CPU per row and
 peak memory; latency records add percentiles; the engine CPU record adds ``cpu_us_per_row``;
-Flink records add ``flink_settings``, the tuning keys the job was submitted with.
-``SCHEMA`` names the layout.
+quota records add rows answered and failed, 429s and their share of requests, retries, and
+rows/s in steady state against the quota's rate (``quota_fields``); Flink records add
+``flink_settings``, the tuning keys the job was submitted with. ``SCHEMA`` names the layout.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from .plan import (
     LATENCY,
     NAIVE,
     PANDAS,
+    QUOTA,
+    QUOTA_OFF,
+    QUOTA_ON,
     README,
     REPLAY,
     SQL_ASYNC,
     THROUGHPUT,
     TUNED,
     Case,
+    quota_rows_per_s,
 )
 from .stats import first_request_time, limit_rows_per_s, percentile, ratio, steady_window
 
@@ -44,6 +49,10 @@ README_WITHIN = 0.95
 LATENCY_MARGINS_MS = (("p50_ms", 200.0), ("p99_ms", 500.0))
 ASYNC_ENTRIES = (DS_UNORDERED, DS_ORDERED, SQL_ASYNC)
 SETUPS = (TUNED, README)
+#: Against a quota, with the limits given (issue 12): at most this share of requests answered
+#: 429, and at least this fraction of the quota's rate in steady state; no failed row.
+QUOTA_MAX_429_SHARE = 0.02
+QUOTA_MIN_RATIO = 0.9
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -65,16 +74,24 @@ def case_record(
         "loadavg_1m": [round(loadavg[0], 2), round(loadavg[1], 2)],
     }
     requests = int(sim_stats.get("requests_total", 0))
-    non_200 = sum(n for status, n in sim_stats.get("by_status", {}).items() if status != "200")
+    by_status = sim_stats.get("by_status", {})
+    non_200 = sum(n for status, n in by_status.items() if status != "200")
     record.update(requests=requests, non_200=non_200)
+    # Against a quota a 429 is what is measured, and a row without a value is counted there.
+    expected = int(by_status.get("429", 0)) if case.kind == QUOTA else 0
     done, submit = run.events.get("done"), run.events.get("submit")
     if run.timed_out:
         record["error"] = "timed out"
     elif done is None:
         record["error"] = (run.events.get("error") or {}).get("message") or f"exit code {run.returncode}"
-    elif non_200:
-        record["error"] = f"{non_200} request(s) did not answer 200"
-    elif "rows_ok" in done and done["rows_ok"] != case.rows:
+    elif non_200 > expected:
+        also = " or 429" if case.kind == QUOTA else ""
+        record["error"] = f"{non_200 - expected} request(s) did not answer 200{also}"
+    elif case.kind == QUOTA and done.get("rows_seen", case.rows) != case.rows:
+        record["error"] = f"{done.get('rows_seen')} of {case.rows} rows came back"
+    elif case.kind == QUOTA and not by_status.get("200"):
+        record["error"] = "no request was answered 200"
+    elif "rows_ok" in done and done["rows_ok"] != case.rows and case.kind != QUOTA:
         record["error"] = f"{case.rows - done['rows_ok']} of {case.rows} rows got no value"
     if submit is not None and "flink_settings" in submit:
         record["flink_settings"] = submit["flink_settings"]  # as the job was submitted (None: default)
@@ -103,6 +120,8 @@ def case_record(
         if len(values) != case.rows:
             record["error"] = f"{len(values)} of {case.rows} rows came back"
             return record
+    elif case.kind == QUOTA:
+        record.update(quota_fields(case, run.samples, sim_stats, done))
     elif case.kind == ENGINE_CPU:
         record.update(
             cpu_us_per_row=_round(1e6 * done["run_batch_cpu_s"] / case.rows, 1),
@@ -139,6 +158,56 @@ def _throughput(case: Case, run: ChildRun, requests: int, latency_ms: float) -> 
             ratio_to_tail_limit=_round(ratio(rows_per_s, tail_limit), 4),
         )
     return out
+
+
+def quota_fields(
+    case: Case,
+    samples: list[tuple[float, float, float, float]],
+    sim_stats: dict[str, Any],
+    done: dict[str, Any],
+) -> dict[str, Any]:
+    """What a quota case measured. ``samples`` count the requests answered 200 (rows answered).
+
+    429s are the simulator's quota refusals (``rate_limited_requests + rate_limited_tokens``);
+    retries are the requests beyond one per row; the quota's rate is its requests per second
+    (or its tokens per second over the tokens the simulator charged per request, if tighter).
+    """
+    answered = float(sim_stats.get("by_status", {}).get("200", 0))
+    requests = int(sim_stats.get("requests_total", 0))
+    rate_limited = int(sim_stats.get("rate_limited_requests", 0)) + int(
+        sim_stats.get("rate_limited_tokens", 0)
+    )
+    keys = (sim_stats.get("quota_keys") or {}).values()
+    admitted = sum(int(k.get("requests", 0)) for k in keys)
+    tokens_per_request = sum(int(k.get("tokens", 0)) for k in keys) / admitted if admitted else None
+    quota = quota_rows_per_s(case, tokens_per_request)
+    window = steady_window(samples, answered)
+    rows_per_s = round(window.requests_per_s, 2)
+    rows_ok = int(done.get("rows_ok", answered))
+    config = sim_stats.get("config") or {}
+    return {
+        "rows_answered": rows_ok,
+        "rows_failed": case.rows - rows_ok,
+        "rate_limited": rate_limited,
+        "rate_limited_share": _round(ratio(rate_limited, requests), 4),
+        "retries": requests - case.rows,
+        "requests_per_row": _round(requests / case.rows, 3),
+        "tokens_per_request": _round(tokens_per_request, 1),
+        # the most requests the simulator had in flight at once: C times the subtasks at most
+        "max_in_flight": sim_stats.get("max_in_flight"),
+        "rows_per_s": rows_per_s,
+        "quota_rows_per_s": _round(quota, 2),
+        "ratio_to_quota": _round(ratio(rows_per_s, quota), 4),
+        "window_s": _round(window.seconds, 2),
+        "cpu_us_per_row": {
+            "python": _round(1e6 * window.cpu_python_s / window.requests, 1),
+            "jvm": _round(1e6 * window.cpu_jvm_s / window.requests, 1),
+        },
+        "simulator_quota": {
+            key: config.get(key)
+            for key in ("quota_rpm", "quota_tpm", "quota_window_s", "quota_default_max_tokens")
+        },
+    }
 
 
 def add_baseline_ratios(records: list[dict[str, Any]]) -> float | None:
@@ -217,6 +286,7 @@ def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             r["cpu_us_per_row"],
             r["cpu_us_per_row"] <= 50,
         )
+    out.extend(quota_targets(records))
     for r in records:
         if r["ok"] and r["kind"] == THROUGHPUT and r["tail_fraction"] > 0 and r["entry"] == PANDAS:
             clean = find(entry=r["entry"], concurrency=r["concurrency"], setup=r.get("setup", TUNED), **plain)
@@ -224,6 +294,129 @@ def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 cost = 1 - r["rows_per_s"] / clean["rows_per_s"]
                 add(f"pandas_udf C={r['concurrency']} 1% 10x tail costs <= 15%", round(cost, 3), cost <= 0.15)
     return out
+
+
+def quota_targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each entry point given the quota: no failed row, at most ``QUOTA_MAX_429_SHARE`` of its
+    requests answered 429, at least ``QUOTA_MIN_RATIO`` of the quota's rate in steady state.
+
+    A quota case that failed misses all three (value None): the targets are the point of it.
+    """
+    out: list[dict[str, Any]] = []
+    for r in records:
+        if r["kind"] != QUOTA or r.get("setup") != QUOTA_ON:
+            continue
+        ok, head = r["ok"], f"{r['entry']} {QUOTA_ON}"
+        failed = r.get("rows_failed") if ok else None
+        share = r.get("rate_limited_share") if ok else None
+        rate = r.get("ratio_to_quota") if ok else None
+        quota = r.get("quota_rows_per_s")
+        out += [
+            {"target": f"{head}: 0 failed rows", "value": failed, "met": failed == 0},
+            {
+                "target": f"{head}: 429 share <= {QUOTA_MAX_429_SHARE:.0%} of requests",
+                "value": share,
+                "met": share is not None and share <= QUOTA_MAX_429_SHARE,
+            },
+            {
+                "target": f"{head}: rows/s >= {QUOTA_MIN_RATIO} x the quota's rate"
+                + ("" if quota is None else f" ({quota:g} rows/s)"),
+                "value": rate,
+                "met": rate is not None and rate >= QUOTA_MIN_RATIO,
+            },
+        ]
+    return out
+
+
+#: What a side-by-side quota pair shows of each setup (``quota_pairs``).
+QUOTA_SUMMARY_KEYS = (
+    "name",
+    "ok",
+    "error",
+    "rows_per_s",
+    "quota_rows_per_s",
+    "ratio_to_quota",
+    "rows_answered",
+    "rows_failed",
+    "requests",
+    "rate_limited",
+    "rate_limited_share",
+    "retries",
+    "requests_per_row",
+    "wall_s",
+)
+
+
+def quota_pairs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each entry point's quota case beside its control, for the JSON: both summaries and the
+    gain as ratios (control over limited: requests per row, 429 share; None where undefined)."""
+    entries: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if r["kind"] == QUOTA and r.get("setup") in (QUOTA_ON, QUOTA_OFF):
+            entries.setdefault(r["entry"], {})[r["setup"]] = r
+    pairs = []
+    for entry, setups in entries.items():
+        on, off = setups.get(QUOTA_ON), setups.get(QUOTA_OFF)
+        gain: dict[str, float | None] = dict.fromkeys(
+            ("requests_per_row", "rate_limited_share", "rows_per_s")
+        )
+        if on is not None and off is not None and on["ok"] and off["ok"]:
+            gain = {key: _round(ratio(off.get(key), on.get(key)), 2) for key in gain}
+        pairs.append(
+            {
+                "entry": entry,
+                QUOTA_ON: None if on is None else {k: on.get(k) for k in QUOTA_SUMMARY_KEYS},
+                QUOTA_OFF: None if off is None else {k: off.get(k) for k in QUOTA_SUMMARY_KEYS},
+                "off_over_on": gain,
+            }
+        )
+    return pairs
+
+
+def _quota_cells(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return f"{'(not run)':<48}"
+    if not r["ok"]:
+        return f"{'FAILED: ' + str(r['error']):<48.48}"
+    share = r["rate_limited_share"]
+    return (
+        f"{r['rows_per_s']:7.1f} {r['ratio_to_quota'] or 0:6.2f} {r['rows_failed']:6d} {r['requests']:5d} "
+        f"{r['rate_limited']:5d} {'' if share is None else f'{100 * share:.1f}':>6} {r['retries']:7d}"
+    )
+
+
+def quota_table(records: list[dict[str, Any]]) -> str:
+    """The quota cases, each entry point with the limits and without side by side; "" if none."""
+    pairs = quota_pairs(records)
+    if not pairs:
+        return ""
+    first = next(r for r in records if r["kind"] == QUOTA)
+    sim = first.get("simulator_quota") or {}
+    scaled = ""
+    if sim.get("quota_rpm") is not None:
+        scaled = (
+            f" (the simulator's {sim['quota_window_s']:g} s 'minute': {sim['quota_rpm']:,} requests, "
+            f"{sim['quota_tpm'] or 0:,} tokens)"
+        )
+    cols = f"{'rows/s':>7} {'÷quota':>6} {'failed':>6} {'req':>5} {'429s':>5} {'429 %':>6} {'retries':>7}"
+    lines = [
+        f"Quota: {first['quota_rpm']:,} RPM, {first['quota_tpm']:,} TPM job-wide{scaled}; parallelism "
+        f"{first['parallelism']}, C = {first['concurrency']}, L = {first['latency_ms']:g} ms, "
+        f"{first['rows']} rows, RETRY",
+        f"{'':<22} {'with the limits (quota)':<48} | {'control: no limits, no headers (quota-off)':<48} | "
+        f"{'off ÷ on':>8}",
+        f"{'entry':<22} {cols} | {cols} | {'req/row':>8}",
+    ]
+    by_name = {r["name"]: r for r in records}
+    for pair in pairs:
+        on = by_name.get(pair[QUOTA_ON]["name"]) if pair[QUOTA_ON] else None
+        off = by_name.get(pair[QUOTA_OFF]["name"]) if pair[QUOTA_OFF] else None
+        gain = pair["off_over_on"]["requests_per_row"]
+        lines.append(
+            f"{pair['entry']:<22} {_quota_cells(on)} | {_quota_cells(off)} | "
+            f"{'' if gain is None else f'{gain:.2f}':>8}"
+        )
+    return "\n".join(lines)
 
 
 #: The fields that make a README case the twin of a tuned one (everything but name and setup).
@@ -260,6 +453,14 @@ def progress_line(index: int, total: int, record: dict[str, Any]) -> str:
             f"p99 {record['p99_ms']:.0f} ms at "
             f"{record['rows_per_second']:g} rows/s ({load})"
         )
+    if record["kind"] == QUOTA:
+        share = record["rate_limited_share"] or 0.0
+        return (
+            f"{head} {record['rows_per_s']:6.1f} rows/s = {record['ratio_to_quota'] or 0:.2f} of the quota's "
+            f"{record['quota_rows_per_s'] or 0:g}; {record['rows_failed']} failed; {record['rate_limited']} "
+            f"of {record['requests']} requests 429 ({share:.1%}); {record['retries']} retries; "
+            f"at most {record.get('max_in_flight')} in flight ({load})"
+        )
     if record["kind"] == ENGINE_CPU:
         runs = record.get("cpu_us_per_row_runs") or []
         spread = f" (median of {', '.join(f'{r:.1f}' for r in runs)})" if len(runs) > 1 else ""
@@ -276,7 +477,10 @@ def progress_line(index: int, total: int, record: dict[str, Any]) -> str:
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    """A fixed-width text table of every record."""
+    """A fixed-width text table of every record but the quota cases (``quota_table``); "" if none."""
+    records = [r for r in records if r["kind"] != QUOTA]
+    if not records:
+        return ""
     lines = [
         f"{'case':<36} {'rows/s':>9} {'limit':>7} {'÷limit':>7} {'÷base':>7} {'start s':>7} "
         f"{'py us/row':>9} {'jvm us/row':>10} {'py MB':>6} {'jvm MB':>7} {'load':>5}"
