@@ -351,9 +351,7 @@ class LLMEngine:
                 if reply is not None:
                     used = None if usage is None else usage.total_tokens
                     gate.reply(reply.status, reply.headers, latency, used, tokens)
-                if error is not None and (
-                    error.status in (429, 503) or isinstance(error, EndpointTimeoutError)
-                ):
+                if error is not None and _overloaded(error):
                     gate.overloaded(error.status, error.retry_after, {} if reply is None else reply.headers)
             finally:
                 slots.give_back()
@@ -456,6 +454,18 @@ class LLMEngine:
             self._server_tokens.abandon()
         self._session = None
         self._slots = None
+
+
+def _overloaded(error: EndpointError) -> bool:
+    """The signals the quota gate acts on: a 429, a 503 that says when to come back, a timeout.
+
+    A plain 5xx is the server failing, not asking for less: it is retried, nothing more.
+    """
+    if error.status == 429:
+        return True
+    if error.status == 503:
+        return error.retry_after is not None
+    return isinstance(error, EndpointTimeoutError)
 
 
 def _all_done(results: list[RowResult | None]) -> list[RowResult]:

@@ -6,7 +6,12 @@ import asyncio
 
 import pytest
 
-from flink_llm_udf import OpenAICompatProvider
+from flink_llm_udf import (
+    EndpointConnectionError,
+    EndpointStatusError,
+    EndpointTimeoutError,
+    OpenAICompatProvider,
+)
 from flink_llm_udf._quota import AIMD, Bucket, QuotaGate, RateLimitHeaders, TokenEstimator, parse_reset
 from flink_llm_udf._wire import resolve_call
 
@@ -230,3 +235,20 @@ def test_the_servers_headers_can_be_ignored():
     )
     made.reply(429, {"x-ratelimit-limit-requests": "600"}, 0.1, None, 0)
     assert made.usage().requests_per_minute_limit is None and made.paused_until == 0.0
+
+
+@pytest.mark.parametrize(
+    ("error", "acts"),
+    [
+        (EndpointStatusError("HTTP 429", retryable=True, status=429), True),
+        (EndpointStatusError("HTTP 503", retryable=True, status=503, retry_after=2.0), True),
+        (EndpointStatusError("HTTP 503", retryable=True, status=503), False),  # failing, not asking
+        (EndpointStatusError("HTTP 500", retryable=True, status=500), False),
+        (EndpointTimeoutError("no complete response within 1 s", retryable=True), True),
+        (EndpointConnectionError("connection error: reset", retryable=True), False),
+    ],
+)
+def test_the_gate_acts_on_429s_503s_with_retry_after_and_timeouts_only(error, acts):
+    from flink_llm_udf._engine import _overloaded
+
+    assert _overloaded(error) is acts
