@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ._call_options import CallOptions, parse_call_options
+from ._call_plan import OutputSpec, output_spec
 from ._engine import LLMEngine
 from ._engine_settings import EngineSettings
 from ._event_loops import EVENT_LOOP_ENV, new_event_loop  # noqa: F401 - EVENT_LOOP_ENV re-exported
@@ -69,14 +71,19 @@ class BlockingEngine:
 
     def run_batch(
         self,
-        inputs: Sequence[str | None],
+        inputs: Sequence[str | Mapping[str, Any] | None],
         models: Sequence[str | None] | None = None,
         *,
+        options: CallOptions | Sequence[CallOptions | None] | None = None,
+        output: OutputSpec | Sequence[OutputSpec | None] | None = None,
         raise_on_failover: bool = True,
         timeout: float | None = None,
     ) -> list[RowResult]:
         return self._loop.run(
-            self.engine.run_batch(inputs, models, raise_on_failover=raise_on_failover), timeout
+            self.engine.run_batch(
+                inputs, models, options=options, output=output, raise_on_failover=raise_on_failover
+            ),
+            timeout,
         )
 
     def close(self) -> None:
@@ -94,11 +101,14 @@ class BlockingEngine:
 
 def run_batch(
     provider: OpenAICompatProvider,
-    inputs: Sequence[str | None],
+    inputs: Sequence[str | Mapping[str, Any] | None],
     *,
     settings: EngineSettings | None = None,
     models: Sequence[str | None] | None = None,
     observer: EngineObserver | None = None,
+    options: str | Mapping[str, Any] | None = None,
+    output_schema: str | Mapping[str, Any] | None = None,
+    labels: str | Sequence[str] | None = None,
     **setting_values: Any,
 ) -> list[RowResult]:
     """Call the endpoint for every input; return one ``RowResult`` per input, in order.
@@ -111,25 +121,39 @@ def run_batch(
     RETRY with an IGNORE fallback) their value is None and ``error`` says why; under FAILOVER the
     first failed row raises ``RowFailedError`` naming its index and cause. Works inside a running
     event loop (e.g. Jupyter) because the calls run on a private loop thread.
+
+    ``options`` change the provider's options for these calls (``{"temperature": 0}``); with a
+    ``prompt_template`` an input may be a mapping of the template's fields. ``output_schema`` (a
+    Flink ``ROW<…>`` type string, a JSON schema as text or mapping) makes each value the reply's
+    validated JSON object; ``labels`` makes it exactly one of the labels.
     """
     chosen = settings_with(settings, setting_values)
+    call_options, output = parse_call_options(options), output_spec(output_schema, labels)
     with BlockingEngine(provider, chosen, observer=observer) as engine:
-        return engine.run_batch(list(inputs), None if models is None else list(models))
+        return engine.run_batch(
+            list(inputs), None if models is None else list(models), options=call_options, output=output
+        )
 
 
 async def arun_batch(
     provider: OpenAICompatProvider,
-    inputs: Sequence[str | None],
+    inputs: Sequence[str | Mapping[str, Any] | None],
     *,
     settings: EngineSettings | None = None,
     models: Sequence[str | None] | None = None,
     observer: EngineObserver | None = None,
+    options: str | Mapping[str, Any] | None = None,
+    output_schema: str | Mapping[str, Any] | None = None,
+    labels: str | Sequence[str] | None = None,
     **setting_values: Any,
 ) -> list[RowResult]:
     """``run_batch`` for callers already inside an event loop (runs on the caller's loop)."""
+    call_options, output = parse_call_options(options), output_spec(output_schema, labels)
     engine = LLMEngine(provider, settings_with(settings, setting_values), observer=observer)
     try:
-        return await engine.run_batch(list(inputs), None if models is None else list(models))
+        return await engine.run_batch(
+            list(inputs), None if models is None else list(models), options=call_options, output=output
+        )
     finally:
         await engine.aclose()
 

@@ -9,39 +9,48 @@ row path (AsyncFunction) go through ``call_row``, so the semantics are the same 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
+from ._call_options import CallOptions
+from ._call_plan import CallPlan, OutputSpec, PlanCache, build_plan
 from ._endpoint_tokens import EndpointTokenizer, EndpointTokenizerMissing
 from ._engine_settings import EngineSettings
 from ._errors import (
     EndpointError,
     EndpointTimeoutError,
+    FlinkLLMError,
+    InvalidReplyError,
     RowFailedError,
 )
 from ._http import HTTPSession, open_session
 from ._observers import EngineObserver, NullObserver
+from ._packer import Packer
 from ._provider import TASK_CHAT, OpenAICompatProvider
 from ._quota import QuotaGate, TokenEstimator
+from ._result_cache import ResultCache, cache_key, open_cache
 from ._results import FAILED, IGNORED, NULL_INPUT, OK, SKIPPED, RowResult
 from ._retry import delay_before_retry
 from ._slots import RequestSlots
+from ._spend import PriceTable, SpendGuard, spend_guard
+from ._templates import fields_of_input
 from ._tokens import fit_to_context, load_encoding
 from ._wire import (
     BodyTemplates,
     CallSpec,
-    chat_value,
+    Usage,
     check_reply,
     parse_embeddings,
     parse_usage,
     resolve_call,
-    single_embedding,
     unsendable,
 )
-from ._workers import gather_or_cancel, run_on_workers
+from ._workers import run_on_workers
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +110,41 @@ class LLMEngine:
             read_headers=self.settings.rate_limit_headers,
         )
         self._estimator: TokenEstimator | None = None
+        self._environ = environ
+        self._default_plan = build_plan(
+            provider, self.settings, None, None, json_schema_refused=False, environ=environ
+        )
+        self._plans = PlanCache()
+        self._json_schema_refused = False
+        self._pending: dict[bytes, asyncio.Future[RowResult]] = {}
+        self.cache: ResultCache | None = open_cache(
+            self.settings.cache,
+            ttl_s=self.settings.cache_ttl_s,
+            max_entries=self.settings.cache_max_entries,
+            password_file=self.settings.cache_password_file,
+            tls_ca_file=self.settings.tls_ca_file,
+        )
+        self.prices = None if self.settings.prices is None else PriceTable.parse(self.settings.prices)
+        self.spend: SpendGuard = spend_guard(
+            self.settings.token_budget, self.settings.cost_budget, self.subtasks, self.prices
+        )
+        self._budgeted = self.settings.token_budget is not None or self.settings.cost_budget is not None
+        if self.settings.cost_budget is not None:
+            self.spend.require_price(self.spec.model)
+        self.rows_refused = 0
+        self._packer: Packer[tuple[CallOptions | None, str | None], str, RowResult] | None = None
+        if not self.is_chat and self.settings.embedding_rows_per_request > 1:
+            self._packer = Packer(
+                self._send_pack,
+                self.settings.embedding_rows_per_request,
+                self.settings.embedding_pack_wait_s or 0.0,
+            )
         attach = getattr(self.observer, "attach_quota", None)
         if attach is not None:
             attach(self.quota.usage)
+        attach_counts = getattr(self.observer, "attach_counts", None)
+        if attach_counts is not None:
+            attach_counts(self._counts)
 
     def __repr__(self) -> str:
         return (
@@ -116,43 +157,211 @@ class LLMEngine:
         return self.spec.task == TASK_CHAT
 
     # --- one row -------------------------------------------------------------------------------
-    async def call_row(self, text: str | None, *, model: str | None = None) -> RowResult:
-        """Send one row (with retries) and return its outcome; never raises for a row's failure."""
-        result = await self._call_row(text, model)
+    async def call_row(
+        self,
+        text: str | Mapping[str, Any] | None,
+        *,
+        model: str | None = None,
+        options: CallOptions | None = None,
+        output: OutputSpec | None = None,
+    ) -> RowResult:
+        """Send one row (with retries) and return its outcome; never raises for a row's failure.
+
+        ``options`` change the function's configuration for this call (``parse_call_options``);
+        ``output`` asks for structured output, validated before the row counts as answered. With
+        a prompt template the row may be a mapping (or a JSON object text) of its fields.
+        """
+        result = await self._call_row(text, model, options=options, output=output)
         self.observer.row_done(result)
         return result
 
     async def _call_row(
-        self, text: str | None, model: str | None, on_backoff: Callable[[], None] | None = None
+        self,
+        text: str | Mapping[str, Any] | None,
+        model: str | None,
+        on_backoff: Callable[[], None] | None = None,
+        *,
+        options: CallOptions | None = None,
+        output: OutputSpec | None = None,
     ) -> RowResult:
         if text is None:
             return RowResult(None, NULL_INPUT)
-        problem = unsendable(text, model)
+        try:
+            plan = self._plan(options, output)
+        except (FlinkLLMError, ValueError, TypeError) as exc:
+            return self._unsent(f"its options cannot be used: {self._redact(str(exc))}")
+        if model is None:
+            model = plan.model
+        prompt: object = text
+        if plan.template is not None:
+            try:
+                fields = fields_of_input(text, plan.template)
+                prompt = None if fields is None else plan.template.render(fields)
+            except (KeyError, ValueError, TypeError) as exc:
+                return self._unsent(_reason(exc))
+            if prompt is None:
+                return RowResult(None, NULL_INPUT)
+        problem = unsendable(prompt, model)
         if problem is not None:
             return self._unsent(problem)
+        row = cast(str, prompt)
         try:
-            fitted = await self._fitted(text)
+            fitted = await self._fitted(row)
         except EndpointError as exc:
             return self._unsent(f"counting its tokens with the server failed: {self._redact(str(exc))}")
         if fitted is None:
             return RowResult(None, SKIPPED)
         try:
-            body = self._bodies.encode(fitted, model)
+            body = plan.bodies.encode(fitted, model)
         except UnicodeEncodeError as exc:
             return self._unsent(f"the text is not valid Unicode ({exc.reason} at position {exc.start})")
-        parse = chat_value if self.is_chat else single_embedding
-        return await self._send(body, parse, on_backoff, self._tokens_of(fitted))
+        priced = model or plan.spec.model
+        packer = self._packer
+        if packer is not None:
+            group = (options, model)
 
-    def _tokens_of(self, texts: str | list[str]) -> int:
-        """The request's estimated tokens when a token budget is in force (else 0: not counted)."""
-        if not self.quota.counts_tokens:
+            def produce() -> Awaitable[RowResult]:
+                if on_backoff is not None:
+                    on_backoff()  # the worker starts the next row, which may join this pack
+                return packer.submit(group, fitted)
+
+        else:
+
+            def produce() -> Awaitable[RowResult]:
+                return self._send(body, plan.parser(), on_backoff, self._tokens_of(fitted, plan), priced)
+
+        result = await self._once(plan.spec.url, body, produce, on_backoff)
+        if self._refuses_json_schema(plan, result):
+            return await self._call_row(text, model, on_backoff, options=options, output=output)
+        return result
+
+    def _plan(self, options: CallOptions | None, output: OutputSpec | None) -> CallPlan:
+        """The plan for a call: the function's own, or one built once per (options, output)."""
+        if options is None and output is None:
+            return self._default_plan
+        return self._plans.get(
+            (options, output),
+            lambda: build_plan(
+                self.provider,
+                self.settings,
+                options,
+                output,
+                json_schema_refused=self._json_schema_refused,
+                environ=self._environ,
+            ),
+        )
+
+    def _refuses_json_schema(self, plan: CallPlan, result: RowResult) -> bool:
+        """Whether the server refused ``json_schema`` (then every plan asks with ``json_object``)."""
+        if result.ok or not plan.asks_json_schema or not plan.fallback_allowed:
+            return False
+        error = (result.error or "").lower()
+        if result.status not in (400, 422) or not ("response_format" in error or "json_schema" in error):
+            return False
+        if not self._json_schema_refused:
+            logger.warning(
+                "the endpoint refused response_format json_schema (HTTP %s): asking for json_object with "
+                "the schema in the system prompt from now on (structured-output=json_object: from the start)",
+                result.status,
+            )
+        self._json_schema_refused = True
+        self._plans.clear()
+        return True
+
+    # --- paying once ---------------------------------------------------------------------------
+    async def _once(
+        self,
+        url: str,
+        body: bytes,
+        produce: Callable[[], Awaitable[RowResult]],
+        on_backoff: Callable[[], None] | None,
+    ) -> RowResult:
+        """The answer to ``body``: shared with an identical request in flight, from the cache, or
+        from ``produce`` (a request), which then fills the cache."""
+        future: asyncio.Future[RowResult] | None = None
+        if self.settings.dedup:
+            while (pending := self._pending.get(body)) is not None:
+                if on_backoff is not None:
+                    on_backoff()  # waiting for another row's request: let the worker go on
+                    on_backoff = None
+                try:
+                    return _shared(await asyncio.shield(pending))
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if pending.cancelled() and (task is None or not getattr(task, "cancelling", int)()):
+                        continue  # the row that sent it was cancelled: send it ourselves
+                    raise
+            future = asyncio.get_running_loop().create_future()
+            self._pending[body] = future
+        try:
+            result = await self._cached_or(url, body, produce)
+        except BaseException:
+            if future is not None:
+                future.cancel()
+            raise
+        finally:
+            if future is not None:
+                self._pending.pop(body, None)
+        if future is not None:
+            future.set_result(result)
+        return result
+
+    async def _cached_or(
+        self, url: str, body: bytes, produce: Callable[[], Awaitable[RowResult]]
+    ) -> RowResult:
+        cache = self.cache
+        if cache is None:
+            return await produce()
+        key = cache_key(url, body)
+        stored = await cache.get(key)
+        if stored is not None:
+            hit = self._from_cache(stored)
+            if hit is not None:
+                return hit
+        result = await produce()
+        if result.ok:
+            await cache.put(key, _to_cache(result))
+        return result
+
+    def _from_cache(self, stored: bytes) -> RowResult | None:
+        try:
+            entry = json.loads(stored)
+            usage = Usage(*entry["u"]) if entry.get("u") else None
+            return RowResult(
+                entry["v"],
+                OK,
+                status=200,
+                usage=usage,
+                choices=tuple(entry.get("c", ())),
+                cached=True,
+                cost=None if self.prices is None else 0.0,
+            )
+        except (ValueError, KeyError, TypeError):
+            return None  # not an entry of ours: ask the endpoint
+
+    def _counts(self) -> dict[str, float]:
+        """Counts the observer reports beside its own: the cache's and the spend guard's."""
+        cache = self.cache
+        return {
+            "cacheHits": 0 if cache is None else cache.hits,
+            "cacheMisses": 0 if cache is None else cache.misses,
+            "cacheErrors": 0 if cache is None else cache.errors,
+            "budgetRefused": self.rows_refused,
+        }
+
+    def _tokens_of(self, texts: str | list[str], plan: CallPlan | None = None) -> int:
+        """The request's estimated tokens when a token quota or budget is in force (else 0)."""
+        if not (self.quota.counts_tokens or self._budgeted):
             return 0
         if self._estimator is None:
             self._estimator = TokenEstimator(self.spec, self.settings.completion_tokens_estimate)
         return self._estimator.estimate(texts)
 
-    def _unsent(self, problem: str) -> RowResult:
+    def unsent(self, problem: str) -> RowResult:
         """A row that cannot go into a request: its own error, never the batch's (no attempt made)."""
+        return self._unsent(problem)
+
+    def _unsent(self, problem: str) -> RowResult:
         outcome = FAILED if self.spec.retry.final_action == "FAILOVER" else IGNORED
         return RowResult(None, outcome, error=f"the row cannot be sent: {problem}")
 
@@ -188,23 +397,38 @@ class LLMEngine:
     # --- many rows -----------------------------------------------------------------------------
     async def run_batch(
         self,
-        inputs: Sequence[str | None],
+        inputs: Sequence[str | Mapping[str, Any] | None],
         models: Sequence[str | None] | None = None,
         *,
+        options: CallOptions | Sequence[CallOptions | None] | None = None,
+        output: OutputSpec | Sequence[OutputSpec | None] | None = None,
         raise_on_failover: bool = True,
     ) -> list[RowResult]:
         """One result per input, same order. Under FAILOVER the first failed row raises
-        ``RowFailedError`` (naming its index) and the batch's other rows are cancelled."""
+        ``RowFailedError`` (naming its index) and the batch's other rows are cancelled.
+
+        ``options`` are one ``CallOptions`` for every row or one per row; ``output`` asks every
+        row for structured output."""
         if models is not None and len(models) != len(inputs):
             raise ValueError(f"models has {len(models)} entries for {len(inputs)} inputs")
+        per_row = None if options is None or isinstance(options, CallOptions) else list(options)
+        if per_row is not None and len(per_row) != len(inputs):
+            raise ValueError(f"options has {len(per_row)} entries for {len(inputs)} inputs")
+        shared = options if isinstance(options, CallOptions) else None
+        outputs = None if output is None or isinstance(output, OutputSpec) else list(output)
+        if outputs is not None and len(outputs) != len(inputs):
+            raise ValueError(f"output has {len(outputs)} entries for {len(inputs)} inputs")
+        one_output = output if isinstance(output, OutputSpec) else None
         if self._session is None or self._session.closed:
             self._get_session()  # here, so a configuration error is raised once, not by every worker
-        if not self.is_chat and self.settings.embedding_rows_per_request > 1:
-            return await self._run_grouped_embeddings(inputs, models, raise_on_failover)
 
         async def one(index: int, on_backoff: Callable[[], None]) -> RowResult:
             result = await self._call_row(
-                inputs[index], None if models is None else models[index], on_backoff
+                inputs[index],
+                None if models is None else models[index],
+                on_backoff,
+                options=shared if per_row is None else per_row[index],
+                output=one_output if outputs is None else outputs[index],
             )
             self.observer.row_done(result)
             if raise_on_failover and result.outcome == FAILED:
@@ -227,74 +451,47 @@ class LLMEngine:
                 self.observer.row_done(ended)
         return _all_done(results)
 
-    async def _run_grouped_embeddings(
-        self, inputs: Sequence[str | None], models: Sequence[str | None] | None, raise_on_failover: bool
+    async def _send_pack(
+        self, group: tuple[CallOptions | None, str | None], texts: list[str]
     ) -> list[RowResult]:
-        results: list[RowResult | None] = [None] * len(inputs)
-        groups: dict[str | None, list[tuple[int, str]]] = {}
-        for index, text in enumerate(inputs):
-            model = None if models is None else models[index]
-            problem = None if text is None else unsendable(text, model, check_encoding=True)
-            fitted = None
-            if text is not None and problem is None:
-                try:
-                    fitted = (
-                        self._fit(text) if self._server_tokens is None else await self._fit_on_server(text)
-                    )
-                except EndpointError as exc:
-                    problem = f"counting its tokens with the server failed: {self._redact(str(exc))}"
-            if fitted is None:
-                if text is None:
-                    done = RowResult(None, NULL_INPUT)
-                elif problem is not None:
-                    done = self._unsent(problem)
-                else:
-                    done = RowResult(None, SKIPPED)
-                results[index] = done
-                self.observer.row_done(done)
-                if raise_on_failover and done.outcome == FAILED:
-                    raise RowFailedError(index, done.error or "", attempts=0, status=None)
-                continue
-            groups.setdefault(model, []).append((index, fitted))
-        size = self.settings.embedding_rows_per_request
-        chunks = [
-            (model, members[i : i + size])
-            for model, members in groups.items()
-            for i in range(0, len(members), size)
-        ]
-
-        async def one_chunk(model: str | None, members: list[tuple[int, str]]) -> None:
-            texts = [text for _, text in members]
-            group = await self._send(
-                self._bodies.encode(texts, model),
+        """One embeddings request for a pack of rows; a failed pack is retried row by row."""
+        options, model = group
+        plan = self._plan(options, None)
+        priced = model or plan.spec.model
+        if len(texts) > 1:
+            pack = await self._send(
+                plan.bodies.encode(texts, model),
                 lambda payload: (parse_embeddings(payload, len(texts)), ()),
-                tokens=self._tokens_of(texts),
+                tokens=self._tokens_of(texts, plan),
+                model=priced,
             )
-            if group.outcome == OK:
-                vectors = cast("list[list[float]]", group.value)
-                for position, (index, _) in enumerate(members):
-                    # the group's usage goes to its first row, so sums stay right
-                    results[index] = row = RowResult(
-                        vectors[position],
-                        OK,
-                        status=group.status,
-                        attempts=group.attempts,
-                        usage=group.usage if position == 0 else None,
-                        latency_s=group.latency_s,
+            if pack.ok:
+                vectors = cast("list[list[float]]", pack.value)
+                # the pack's usage and cost go to its first row, so sums stay right
+                return [
+                    dataclasses.replace(
+                        pack,
+                        value=vector,
+                        usage=pack.usage if position == 0 else None,
+                        cost=pack.cost if position == 0 or pack.cost is None else 0.0,
                     )
-                    self.observer.row_done(row)
-                return
-            # One bad row must not null its neighbours: retry the members one by one.
-            for index, text in members:
-                row = await self.call_row(text, model=model)
-                results[index] = row
-                if raise_on_failover and row.outcome == FAILED:
-                    raise RowFailedError(
-                        index, row.error or "unknown error", attempts=row.attempts, status=row.status
+                    for position, vector in enumerate(vectors)
+                ]
+        # One bad row must not null its neighbours: each is sent (and retried) alone.
+        return list(
+            await asyncio.gather(
+                *(
+                    self._send(
+                        plan.bodies.encode(text, model),
+                        plan.parser(),
+                        None,
+                        self._tokens_of(text, plan),
+                        priced,
                     )
-
-        await gather_or_cancel([one_chunk(model, members) for model, members in chunks])
-        return _all_done(results)
+                    for text in texts
+                )
+            )
+        )
 
     # --- attempts and retries ------------------------------------------------------------------
     async def _send(
@@ -303,28 +500,42 @@ class LLMEngine:
         parse: Callable[[Any], tuple[Any, tuple[str, ...]]],
         on_backoff: Callable[[], None] | None = None,
         tokens: int = 0,
+        model: str | None = None,
     ) -> RowResult:
         """One row's attempts; ``on_backoff`` is called before each wait for a retry.
 
-        ``tokens`` is the request's estimate for the token budget. Time held by the quota gate
-        moves the row's deadline by as much: a row waiting for the quota is not failed by it.
+        ``tokens`` is the request's estimate for the token quota and budget; ``model`` the one
+        it is priced as. Time held by the quota gate moves the row's deadline by as much: a row
+        waiting for the quota is not failed by it. Each attempt is admitted by the spend guard:
+        once the budget is spent, the row ends without a request.
         """
-        policy, settings, clock, gate = self.spec.retry, self.settings, self._clock, self.quota
+        policy, settings, clock, gate, guard = (
+            self.spec.retry,
+            self.settings,
+            self._clock,
+            self.quota,
+            self.spend,
+        )
         attempts, status, started, throttled = 0, None, 0.0, 0.0
+        gate_tokens = tokens if gate.counts_tokens else 0
         deadline: float | None = None
         error: EndpointError | None = None
         slots = self._slots or self._get_slots()
         while True:
+            reservation = guard.admit(tokens, model)
+            if reservation is None:
+                return self._refused(attempts, status, clock() - started if attempts else 0.0, throttled)
             if not slots.take_now():
                 await slots.wait()
+            reply = None
             try:
-                wait, taken = gate.reserve(tokens)
+                wait, taken = gate.reserve(gate_tokens)
                 if wait > 0:
-                    held = await gate.settle(wait, taken, tokens)
+                    held = await gate.settle(wait, taken, gate_tokens)
                     throttled += held
                     if deadline is not None:
                         deadline += held
-                gate.sent(tokens)
+                gate.sent(gate_tokens)
                 now = clock()
                 if attempts == 0:  # a row's deadline counts from its first attempt, not its queueing
                     started = now
@@ -335,7 +546,6 @@ class LLMEngine:
                 session = self._session
                 if session is None or session.closed:
                     session = self._get_session()
-                reply = None
                 try:
                     reply = await session.post(body, min(settings.request_timeout_s, remaining))
                     status = reply.status
@@ -350,11 +560,21 @@ class LLMEngine:
                 usage = None if reply is None or error is not None else parse_usage(reply.payload)
                 if reply is not None:
                     used = None if usage is None else usage.total_tokens
-                    gate.reply(reply.status, reply.headers, latency, used, tokens)
+                    gate.reply(reply.status, reply.headers, latency, used, gate_tokens)
                 if error is not None and _overloaded(error):
                     gate.overloaded(error.status, error.retry_after, {} if reply is None else reply.headers)
             finally:
                 slots.give_back()
+                if reply is None and isinstance(error, EndpointTimeoutError):
+                    guard.keep(reservation)  # sent and maybe answered (and billed) after we stopped waiting
+                elif reply is None or reply.payload is None:
+                    guard.release(reservation)
+                else:  # an answered request is paid for, valid or not
+                    paid = parse_usage(reply.payload) if isinstance(reply.payload, dict) else None
+                    if paid is None:
+                        guard.release(reservation)
+                    else:
+                        guard.settle(reservation, paid.prompt_tokens, paid.completion_tokens, model)
             if error is None:
                 return RowResult(
                     value,
@@ -365,10 +585,18 @@ class LLMEngine:
                     choices=choices,
                     latency_s=self._clock() - started,
                     throttled_s=throttled,
+                    cost=self._cost(model, usage),
                 )
-            if not error.retryable or attempts >= policy.max_attempts:
+            # a reply that breaks the schema is asked again whatever the strategy (the parser
+            # counts those and says when to stop), at once: the server is fine
+            invalid_reply = isinstance(error, InvalidReplyError)
+            if not error.retryable or (attempts >= policy.max_attempts and not invalid_reply):
                 break
-            delay = delay_before_retry(policy, attempts, error.retry_after, self._uniform)
+            delay = (
+                0.0
+                if invalid_reply
+                else delay_before_retry(policy, attempts, error.retry_after, self._uniform)
+            )
             if deadline is not None and self._clock() + delay >= deadline:
                 error = type(error)(
                     f"{error} (row deadline of {self.settings.row_deadline_s:g} s "
@@ -394,6 +622,27 @@ class LLMEngine:
             latency_s=self._clock() - started,
             throttled_s=throttled,
         )
+
+    def _refused(self, attempts: int, status: int | None, latency_s: float, throttled_s: float) -> RowResult:
+        """A row the spend guard stopped: the budget is spent, so no (further) request is sent."""
+        self.rows_refused += 1
+        outcome = FAILED if self.spec.retry.final_action == "FAILOVER" else IGNORED
+        return RowResult(
+            None,
+            outcome,
+            error=self.spend.exhausted_message(),
+            status=status,
+            attempts=attempts,
+            latency_s=latency_s,
+            throttled_s=throttled_s,
+        )
+
+    def _cost(self, model: str | None, usage: Usage | None) -> float | None:
+        if self.prices is None:
+            return None
+        if usage is None:
+            return 0.0
+        return self.prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
 
     def _redact(self, text: str) -> str:
         return self.spec.redactor.text(text)
@@ -426,7 +675,11 @@ class LLMEngine:
         )
 
     async def aclose(self) -> None:
-        """Close the HTTP session; call on the loop that made the requests."""
+        """Close the HTTP session and the cache's connection; call on the loop that made the requests."""
+        if self._packer is not None:
+            await self._packer.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
         if self._session is not None and not self._session.closed:
             await self._session.aclose()
         if self._server_tokens is not None:
@@ -466,6 +719,31 @@ def _overloaded(error: EndpointError) -> bool:
     if error.status == 503:
         return error.retry_after is not None
     return isinstance(error, EndpointTimeoutError)
+
+
+def _shared(result: RowResult) -> RowResult:
+    """Another row's answer to the same request: no request of its own, nothing paid."""
+    if not result.ok:
+        return result
+    return dataclasses.replace(
+        result, cached=True, attempts=0, throttled_s=0.0, cost=None if result.cost is None else 0.0
+    )
+
+
+def _to_cache(result: RowResult) -> bytes:
+    """A cache entry: the value, every choice and the usage of the request that paid for it."""
+    usage = result.usage
+    entry = {
+        "v": result.value,
+        "c": list(result.choices),
+        "u": None if usage is None else [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens],
+    }
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _reason(exc: BaseException) -> str:
+    """A template error's message (a KeyError's str() is its quoted key)."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
 def _all_done(results: list[RowResult | None]) -> list[RowResult]:

@@ -10,11 +10,14 @@
     │   ├── EndpointConnectionError            connect/reset/disconnect
     │   ├── EndpointTimeoutError               the request outlived its timeout
     │   └── MalformedResponseError             a 2xx body that is not the JSON the API promises
+    │       └── InvalidReplyError                  an answer that does not match the requested schema
     ├── RowFailedError                         a row failed under FAILOVER: names the row and cause
     ├── ClusterError (tools.cluster.errors)    the standalone cluster cannot start, be used or stop
     ├── SqlRunnerError (tools.sql_file.execute) a statement of a .sql file failed (names it)
-    └── SimulatorError, DirectiveError         the simulator cannot start; a bad [sim:...] directive
-        (simulator)
+    ├── InvalidOutputError (_structured)       a reply's text is not JSON or breaks the schema
+    ├── TemplateInputError (_templates)        a row's fields do not fill the prompt template
+    └── SimulatorError, DirectiveError,        the simulator cannot start; a bad [sim:...] directive;
+        SchemaError (simulator)                a schema it cannot answer
 
 Messages name the option or row and the bad value, never an API key.
 """
@@ -68,6 +71,14 @@ class EndpointTimeoutError(EndpointError):
 
 class MalformedResponseError(EndpointError):
     """A success status whose body is not the JSON the API promises."""
+
+
+class InvalidReplyError(MalformedResponseError):
+    """A well-formed answer whose content does not match the requested schema (or labels).
+
+    Asked again up to ``invalid_output_retries`` times whatever the retry strategy: a model's
+    sample, not the server's health, is at fault.
+    """
 
 
 class RowFailedError(FlinkLLMError):

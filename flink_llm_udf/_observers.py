@@ -26,8 +26,14 @@ METRIC_NAMES = {
     "rowsIgnored": "rows that failed and became NULL under IGNORE",
     "rowsSkipped": "rows skipped by max-context-size (no request)",
     "rowsNull": "NULL input rows (no request)",
-    "promptTokens": "prompt tokens the endpoint reported",
-    "completionTokens": "completion tokens the endpoint reported",
+    "promptTokens": "prompt tokens the endpoint reported (rows answered by a request of their own)",
+    "completionTokens": "completion tokens the endpoint reported (rows answered by a request of their own)",
+    "costMicros": "cost of the requests at the configured prices, in millionths of the price's unit",
+    "rowsCached": "rows answered without a request of their own (cache, or the same request in flight)",
+    "cacheHits": "result-cache lookups that found an answer",
+    "cacheMisses": "result-cache lookups that found none",
+    "cacheErrors": "result-cache lookups or stores that failed (the store unreachable): the rows were sent",
+    "budgetRefused": "requests refused because the token or cost budget was spent",
     "requestLatencyP50Ms": "median latency of the last 1,024 requests, in milliseconds",
     "requestLatencyP99Ms": "99th-percentile latency of the last 1,024 requests, in milliseconds",
     "rateLimited": "replies with HTTP 429 (rate limited)",
@@ -50,6 +56,8 @@ QUOTA_METRICS = frozenset(
         "tokensPerMinuteLimit",
     }
 )
+#: Metrics the engine counts itself (its cache and spend guard), read through ``attach_counts``.
+ENGINE_COUNTS = frozenset({"cacheHits", "cacheMisses", "cacheErrors", "budgetRefused"})
 LATENCY_WINDOW = 1024
 
 
@@ -89,14 +97,22 @@ class CountingObserver:
     def __init__(self, keep_latencies: int = LATENCY_WINDOW) -> None:
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {
-            name: 0 for name in METRIC_NAMES if "Latency" not in name and name not in QUOTA_METRICS
+            name: 0
+            for name in METRIC_NAMES
+            if "Latency" not in name and name not in QUOTA_METRICS and name not in ENGINE_COUNTS
         }
         self.latencies_s: collections.deque[float] = collections.deque(maxlen=keep_latencies)
+        self.cost = 0.0
         self._quota: Callable[[], QuotaUsage] | None = None
+        self._engine_counts: Callable[[], dict[str, float]] | None = None
 
     def attach_quota(self, usage: Callable[[], QuotaUsage]) -> None:
         """Read the quota metrics from ``usage`` (the engine attaches its gate)."""
         self._quota = usage
+
+    def attach_counts(self, counts: Callable[[], dict[str, float]]) -> None:
+        """Read the cache and budget metrics from ``counts`` (the engine attaches its own)."""
+        self._engine_counts = counts
 
     def request_done(self, latency_s: float, ok: bool) -> None:
         with self._lock:
@@ -112,9 +128,14 @@ class CountingObserver:
     def row_done(self, result: RowResult) -> None:
         with self._lock:
             self.counts[_ROW_COUNTER[result.outcome]] += 1
-            if result.usage is not None:
+            if result.cached:
+                self.counts["rowsCached"] += 1
+            elif result.usage is not None:
                 self.counts["promptTokens"] += result.usage.prompt_tokens
                 self.counts["completionTokens"] += result.usage.completion_tokens
+            if result.cost:
+                self.cost += result.cost
+                self.counts["costMicros"] = round(self.cost * 1e6)
 
     def latency_percentile_ms(self, q: float) -> float:
         """Latency percentile ``q`` (0..1) over the recent window, in ms; 0 before any request."""
@@ -132,6 +153,8 @@ class CountingObserver:
             return self.latency_percentile_ms(0.99)
         if name in QUOTA_METRICS:
             return self._quota_value(name)
+        if name in ENGINE_COUNTS:
+            return 0.0 if self._engine_counts is None else self._engine_counts()[name]
         return self.counts[name]
 
     def _quota_value(self, name: str) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from ._wire import Usage
 
@@ -26,10 +26,14 @@ class RowResult:
     ``value`` is the first choice's text (chat), a ``list[float]`` (embeddings) or None;
     ``choices`` holds every choice when the provider asks for ``n > 1``; ``error`` never holds
     the API key; ``status`` is the last HTTP status seen; ``attempts`` the requests made;
-    ``throttled_s`` the time the row waited for the quota (not counted against its deadline).
+    ``throttled_s`` the time the row waited for the quota (not counted against its deadline);
+    ``cached`` whether the answer came without a request of its own (from the result cache, or
+    shared with an identical request in flight); ``cost`` what the row's requests cost at the
+    configured prices (0 for a cached answer; None without prices). ``value`` is a dict (or list)
+    for structured output.
     """
 
-    value: str | list[float] | None
+    value: Any
     outcome: Outcome = OK
     error: str | None = None
     status: int | None = None
@@ -38,6 +42,8 @@ class RowResult:
     choices: tuple[str, ...] = ()
     latency_s: float = 0.0
     throttled_s: float = 0.0
+    cached: bool = False
+    cost: float | None = None
 
     @property
     def ok(self) -> bool:

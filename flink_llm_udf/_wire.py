@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ._errors import ConfigurationError, EndpointStatusError, InvalidOptionError, MalformedResponseError
+from ._errors import (
+    ConfigurationError,
+    EndpointStatusError,
+    InvalidOptionError,
+    InvalidReplyError,
+    MalformedResponseError,
+)
 from ._options import ContextOverflowAction, Task, api_key_problem, endpoint_problem, show_endpoint
 from ._provider import (
     TASK_CHAT,
@@ -386,7 +392,11 @@ def check_reply(
                 raise MalformedResponseError("response body is not JSON", retryable=True)
             return parse(reply.payload)
         except MalformedResponseError as exc:
-            retryable = is_retryable_status(500, reply.headers)  # only x-should-retry can veto
+            # the parser may say a body is final (a reply that keeps failing a schema); beyond
+            # that, only x-should-retry can veto
+            retryable = exc.retryable and is_retryable_status(500, reply.headers)
+            if isinstance(exc, InvalidReplyError):
+                raise InvalidReplyError(str(exc), retryable=exc.retryable, status=reply.status) from None
             raise MalformedResponseError(
                 f"HTTP {reply.status} with a malformed body: {exc}", retryable=retryable, status=reply.status
             ) from None

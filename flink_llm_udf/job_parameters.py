@@ -45,6 +45,17 @@ def _count(raw: str) -> int:
         raise ValueError("must be an int >= 1") from None
 
 
+def _count_or_none(raw: str) -> int | None:
+    """A count such as ``100000`` or ``1_000_000``; ``none`` or ``0`` give None (no bound)."""
+    text = raw.strip().lower().replace("_", "").replace(",", "")
+    if text in ("none", "0", ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("must be an int >= 1, or none") from None
+
+
 def _seconds(raw: str) -> float | None:
     """A duration such as ``30s``; ``none`` or ``0`` give None (no bound, where the field allows it)."""
     return None if raw.strip().lower() in ("none", "0") else parse_duration(raw)
@@ -94,12 +105,16 @@ class EngineKey:
     @classmethod
     def of(cls, field: dataclasses.Field[Any]) -> EngineKey:
         """The job parameter for a field: its name without ``_s``, with ``-`` for ``_``."""
-        if field.name.endswith("_s"):
-            parse: Callable[[str], Any] = _seconds
+        if field.metadata.get("job_parameter") == "text":
+            parse: Callable[[str], Any] = _text
+        elif field.name.endswith("_s"):
+            parse = _seconds
         elif isinstance(field.default, bool):
             parse = _switch
         elif field.type == "float | None":
             parse = _number
+        elif field.type == "int | None":
+            parse = _count_or_none
         elif isinstance(field.default, int):
             parse = _count
         elif isinstance(field.default, str):

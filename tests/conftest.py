@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["helpers.redis_fixtures"]
+
 TIERS = ("pure", "loopback", "flink", "cluster", "compat")
 _TESTS_DIR = Path(__file__).resolve().parent
 _NEEDS_JAVA = {"flink", "cluster"}

@@ -8,7 +8,9 @@ call (``ai_complete(review, 'gpt-4o-mini')``); a literal arrives as a scalar and
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pyflink.table import DataTypes
@@ -16,22 +18,33 @@ from pyflink.table.types import DataType
 from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedScalarFunctionWrapper, udf
 
 from .._batch import BlockingEngine
+from .._call_plan import output_spec
 from .._engine_settings import EngineSettings
 from .._provider import TASK_EMBEDDINGS, OpenAICompatProvider
 from .._results import RowResult
 from ..job_parameters import DEFAULT_PREFIX
+from ._call_arguments import CallArguments, SecondArgument, run_calls
 from ._function_setup import PicklesWithoutEngine, Prefixes, resolve_configuration, subtasks_of
 from ._gauges import FlinkMetrics
 from ._tuning import ARROW_BATCH_SIZE, BUNDLE_SIZE, FLINK_DEFAULTS, pandas_batch_size
 
 logger = logging.getLogger(__name__)
 
-RESULT_FIELDS = ("value", "error", "status", "attempts", "prompt_tokens", "completion_tokens")
+RESULT_FIELDS = (
+    "value",
+    "error",
+    "status",
+    "attempts",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached",
+    "cost",
+)
 
 
 def result_row_type() -> DataType:
     """``ai_complete_result``'s type: ROW<value STRING, error STRING, status INT, attempts INT,
-    prompt_tokens BIGINT, completion_tokens BIGINT>."""
+    prompt_tokens BIGINT, completion_tokens BIGINT, cached BOOLEAN, cost DOUBLE>."""
     return DataTypes.ROW(
         [
             DataTypes.FIELD("value", DataTypes.STRING()),
@@ -40,6 +53,8 @@ def result_row_type() -> DataType:
             DataTypes.FIELD("attempts", DataTypes.INT()),
             DataTypes.FIELD("prompt_tokens", DataTypes.BIGINT()),
             DataTypes.FIELD("completion_tokens", DataTypes.BIGINT()),
+            DataTypes.FIELD("cached", DataTypes.BOOLEAN()),
+            DataTypes.FIELD("cost", DataTypes.DOUBLE()),
         ]
     )
 
@@ -69,12 +84,15 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
         output: str = "value",
         prefix: Prefixes = DEFAULT_PREFIX,
         task: str | None = None,
+        second: SecondArgument = "model",
+        labels: str | Sequence[str] | None = None,
     ) -> None:
         self._provider = provider
         self._settings = settings
         self._output = output
         self._prefix = prefix
         self._task = task
+        self._arguments = CallArguments(second, None if labels is None else output_spec(labels=labels))
         self._engine: BlockingEngine | None = None
         self.metrics: FlinkMetrics | None = None
         self._small_batches = 0
@@ -88,18 +106,27 @@ class LLMPandasFunction(PicklesWithoutEngine, ScalarFunction):
             provider, settings, observer=self.metrics, subtasks=subtasks_of(function_context)
         )
 
-    def eval(self, texts: Any, models: Any = None) -> Any:
-        """One Arrow batch: a Series of texts (and of models, or a literal) -> a Series/DataFrame."""
+    def eval(self, texts: Any, second: Any = None, options: Any = None) -> Any:
+        """One Arrow batch: a Series of texts, then per row (a Series, or a literal) the model
+        (or schema, or labels) and the per-call options -> a Series/DataFrame."""
         import pandas as pd
 
         if self._engine is None:
             raise RuntimeError("the function is not open: Flink calls open() before eval()")
         inputs = _as_list(texts, len(texts))
         self._watch_batch_size(len(inputs))
-        model_list = None if models is None else _as_list(models, len(inputs))
-        results = self._engine.run_batch(inputs, model_list)
+        if second is None and options is None and self._arguments.plain:
+            results = self._engine.run_batch(inputs, output=self._arguments.default_output)
+        else:
+            seconds, option_list = _as_list(second, len(inputs)), _as_list(options, len(inputs))
+            calls = [self._arguments.row(s, o) for s, o in zip(seconds, option_list, strict=True)]
+            results = run_calls(self._engine, inputs, calls)
         if self._output == "result":
             return pd.DataFrame([_result_tuple(r) for r in results], columns=list(RESULT_FIELDS))
+        if self._output == "json":
+            return pd.Series(
+                [None if r.value is None else _json_text(r.value) for r in results], dtype=object
+            )
         return pd.Series([r.value for r in results], dtype=object)
 
     def _watch_batch_size(self, rows: int) -> None:
@@ -140,7 +167,13 @@ def _result_tuple(result: RowResult) -> tuple[Any, ...]:
         result.attempts,
         None if usage is None else usage.prompt_tokens,
         None if usage is None else usage.completion_tokens,
+        result.cached,
+        result.cost,
     )
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def ai_complete_udf(
@@ -193,6 +226,44 @@ def ai_embed_udf(
     return udf(
         LLMPandasFunction(provider, settings, prefix=prefix, task=TASK_EMBEDDINGS),
         result_type=DataTypes.ARRAY(DataTypes.FLOAT()),
+        func_type="pandas",
+        name=name,
+    )
+
+
+def ai_extract_json_udf(
+    provider: OpenAICompatProvider | None = None,
+    settings: EngineSettings | None = None,
+    *,
+    prefix: Prefixes = DEFAULT_PREFIX,
+    name: str | None = None,
+) -> UserDefinedScalarFunctionWrapper:
+    """A Pandas UDF ``(text, schema [, options]) -> STRING``: the reply as JSON validated against
+    ``schema`` (a Flink ``ROW<…>`` type string or a JSON schema), for ``JSON_VALUE`` / ``JSON_QUERY``."""
+    return udf(
+        LLMPandasFunction(provider, settings, output="json", prefix=prefix, second="schema"),
+        result_type=DataTypes.STRING(),
+        func_type="pandas",
+        name=name,
+    )
+
+
+def ai_classify_udf(
+    provider: OpenAICompatProvider | None = None,
+    settings: EngineSettings | None = None,
+    *,
+    labels: str | Sequence[str] | None = None,
+    prefix: Prefixes = DEFAULT_PREFIX,
+    name: str | None = None,
+) -> UserDefinedScalarFunctionWrapper:
+    """A Pandas UDF ``(text [, labels [, options]]) -> STRING``: exactly one of the labels.
+
+    Labels are a comma-separated string (one CSV record) or an array, given here or per call;
+    the request asks for them as an enum, and any other answer is an invalid reply.
+    """
+    return udf(
+        LLMPandasFunction(provider, settings, prefix=prefix, second="labels", labels=labels),
+        result_type=DataTypes.STRING(),
         func_type="pandas",
         name=name,
     )

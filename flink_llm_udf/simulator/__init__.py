@@ -6,6 +6,17 @@ answer with :func:`expected_chat_reply` / :func:`expected_embedding`; failures a
 by rate (seeded, see :mod:`._faults`) or by ``[sim:...]`` directives in a row's text (see
 :mod:`._directives`).
 
+Structured output: a ``json_schema`` request (or a ``json_object`` one whose system prompt has
+a ``JSON schema:`` line followed by the schema) is answered with JSON that validates against the
+schema, computed by :func:`structured_reply` from the schema and the row (rules in
+:mod:`._structured_replies`). ``fault_invalid_json`` / ``fault_schema_violation`` and the
+directives ``[sim:invalid_json]`` / ``[sim:schema_violation]`` (with ``fail=K``: only the first
+K attempts) spoil such replies; ``json_schema_support=False`` refuses ``json_schema`` with
+OpenAI's 400, so a client's fallback to ``json_object`` can be tested::
+
+    with SimulatorThread(json_schema_support=False, fault_schema_violation=0.1) as sim:
+        ...
+
 Quotas like a hosted API's (``quota_rpm``, ``quota_tpm``, ``quota_max_concurrent``, see
 :mod:`._limits`) are kept per API key: they refill continuously over a minute, every reply
 carries OpenAI's ``x-ratelimit-*`` headers, and a request over a quota gets OpenAI's 429 body
@@ -37,6 +48,7 @@ from ._behaviour import (
     RUNTIME_FIELDS,
     SimulatorConfig,
 )
+from ._bodies import JSON_SCHEMA_UNSUPPORTED
 from ._cli import main
 from ._directives import Directive, DirectiveError, parse_directive
 from ._limits import chat_quota_tokens, embeddings_quota_tokens, quota_key_label
@@ -51,15 +63,29 @@ from ._replies import (
     first_user_text,
 )
 from ._server import RunningSimulator, SimulatorServer, start_simulator
+from ._structured_replies import (
+    INVALID_JSON_REPLY,
+    NO_VIOLATION,
+    SCHEMA_MARKER,
+    SchemaError,
+    schema_violation,
+    stable_hash,
+    structured_reply,
+)
 
 __all__ = [
     "DEFAULT_EMBEDDING_DIMENSIONS",
     "DEFAULT_QUOTA_MAX_TOKENS",
+    "INVALID_JSON_REPLY",
+    "JSON_SCHEMA_UNSUPPORTED",
+    "NO_VIOLATION",
     "RUNTIME_FIELDS",
+    "SCHEMA_MARKER",
     "ChatChoice",
     "Directive",
     "DirectiveError",
     "RunningSimulator",
+    "SchemaError",
     "SimulatorConfig",
     "SimulatorError",
     "SimulatorProcess",
@@ -77,5 +103,8 @@ __all__ = [
     "main",
     "parse_directive",
     "quota_key_label",
+    "schema_violation",
+    "stable_hash",
     "start_simulator",
+    "structured_reply",
 ]

@@ -27,6 +27,7 @@ from .._errors import InvalidOptionError, InvalidOptionTypeError
 
 __all__ = [
     "API_KEY_ENV",
+    "CONTENT_FAULT_FIELDS",
     "DEFAULT_EMBEDDING_DIMENSIONS",
     "DEFAULT_QUOTA_MAX_TOKENS",
     "FAULT_FIELDS",
@@ -54,7 +55,12 @@ FAULT_FIELDS: tuple[str, ...] = (
     "fault_timeout",
     "fault_reset",
     "fault_malformed",
+    "fault_invalid_json",
+    "fault_schema_violation",
 )
+
+#: The random faults that only apply to structured (``json_schema``/``json_object``) requests.
+CONTENT_FAULT_FIELDS: tuple[str, ...] = ("fault_invalid_json", "fault_schema_violation")
 
 _HELP: dict[str, str] = {
     "host": "interface to bind; keep the loopback default unless you know why",
@@ -79,11 +85,23 @@ _HELP: dict[str, str] = {
     "fault_timeout": "probability of hanging timeout_hang_s before answering",
     "fault_reset": "probability of dropping the connection without an answer",
     "fault_malformed": "probability of a 200 answer that is not a valid completion",
+    "fault_invalid_json": (
+        "probability that a json_schema/json_object request's reply content is not JSON "
+        "(other requests are not affected)"
+    ),
+    "fault_schema_violation": (
+        "probability that a json_schema/json_object request's reply content is JSON that violates "
+        "the schema (other requests are not affected)"
+    ),
     "timeout_hang_s": "how long a timeout fault or [sim:hang] waits",
     "seed": "seed of the fault/latency random generator (runs are repeatable)",
     "record_requests": "keep received requests for GET /sim/stats?requests=1",
     "record_limit": "keep at most this many recorded requests (the first ones)",
     "embedding_dimensions": "embedding length when a request gives no 'dimensions'",
+    "json_schema_support": (
+        "answer response_format json_schema with a reply matching the schema; with "
+        "--no-json-schema-support refuse it with OpenAI's 400 (a model without structured outputs)"
+    ),
     "quota_rpm": (
         "requests per minute per API key (Authorization header; requests without one share a bucket), "
         "refilling continuously; a request over it gets an OpenAI-like 429 and uses nothing"
@@ -110,7 +128,8 @@ class SimulatorConfig:
     Probabilities are in [0, 1]; durations are non-negative; ``None`` disables an optional
     limit. A bad value raises ``InvalidOptionError`` (a ``ValueError``), a bad type
     ``InvalidOptionTypeError`` (a ``TypeError``). Replies never depend on these options,
-    only faults, limits and timing do. ``repr`` leaves the API key out.
+    only faults, limits, timing and whether ``json_schema`` is accepted do. ``repr`` leaves
+    the API key out.
     """
 
     host: str = "127.0.0.1"
@@ -132,11 +151,14 @@ class SimulatorConfig:
     fault_timeout: float = 0.0
     fault_reset: float = 0.0
     fault_malformed: float = 0.0
+    fault_invalid_json: float = 0.0
+    fault_schema_violation: float = 0.0
     timeout_hang_s: float = 30.0
     seed: int = 0
     record_requests: bool = False
     record_limit: int = 10_000
     embedding_dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS
+    json_schema_support: bool = True
     quota_rpm: int | None = None
     quota_tpm: int | None = None
     quota_max_concurrent: int | None = None
@@ -175,7 +197,7 @@ class SimulatorConfig:
         _check_number("tail_multiplier", self.tail_multiplier, 0.0, None)
         for name in ("tail_fraction", *FAULT_FIELDS):
             _check_number(name, getattr(self, name), 0.0, 1.0)
-        for name in ("retry_after_ms_header", "record_requests", "quota_headers"):
+        for name in ("retry_after_ms_header", "record_requests", "quota_headers", "json_schema_support"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidOptionTypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
 

@@ -17,15 +17,19 @@ from typing import Any
 from .._errors import FlinkLLMError
 from ._limits import QuotaRefusal, format_duration
 from ._replies import (
+    ContentFault,
     content_text,
     count_words,
     expected_chat_choice,
     expected_embedding,
     expected_prompt_tokens,
     first_user_text,
+    response_format_type,
 )
+from ._structured_replies import SchemaError, structured_reply
 
 __all__ = [
+    "JSON_SCHEMA_UNSUPPORTED",
     "ChatRequest",
     "EmbeddingsRequest",
     "RequestError",
@@ -43,6 +47,11 @@ __all__ = [
 
 MAX_CHOICES = 128
 MAX_DIMENSIONS = 65536
+
+#: OpenAI's 400 message for a model without structured outputs (``json_schema_support`` off).
+JSON_SCHEMA_UNSUPPORTED = (
+    "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model."
+)
 
 
 class RequestError(FlinkLLMError, ValueError):
@@ -71,6 +80,11 @@ class ChatRequest:
     def input_text(self) -> str:
         """First user text: where directives are read and attempts are counted."""
         return first_user_text(self.messages)
+
+    @property
+    def structured(self) -> bool:
+        """True for a ``json_schema`` or ``json_object`` request: content faults apply to it."""
+        return response_format_type(self.response_format) in ("json_schema", "json_object")
 
     def message_texts(self) -> list[str]:
         """Text of every message, for context-window counting."""
@@ -204,8 +218,37 @@ def _check_message(index: int, message: Any) -> Mapping[str, Any]:
     return message
 
 
-def parse_chat(raw: Any) -> ChatRequest:
-    """Validate a ``/v1/chat/completions`` body."""
+def _check_json_schema(response_format: Mapping[str, Any], row_text: str) -> None:
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, Mapping):
+        raise RequestError(
+            "Missing required parameter: 'response_format.json_schema'.", "response_format.json_schema"
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise RequestError(
+            "Missing required parameter: 'response_format.json_schema.name'.",
+            "response_format.json_schema.name",
+        )
+    schema = spec.get("schema")
+    if not isinstance(schema, Mapping):
+        raise RequestError(
+            "Invalid 'response_format.json_schema.schema': expected an object.",
+            "response_format.json_schema.schema",
+        )
+    try:
+        structured_reply(schema, row_text)
+    except SchemaError as exc:
+        raise RequestError(f"Invalid schema for response_format '{name}': {exc}", "response_format") from None
+
+
+def parse_chat(raw: Any, *, json_schema_support: bool = True) -> ChatRequest:
+    """Validate a ``/v1/chat/completions`` body.
+
+    A ``json_schema`` response format is refused like a model without structured outputs when
+    ``json_schema_support`` is false, and checked (name, schema, a schema the simulator can
+    answer) otherwise.
+    """
     body = _require_object(raw)
     model = _model(body)
     messages = body.get("messages")
@@ -233,6 +276,10 @@ def parse_chat(raw: Any) -> ChatRequest:
             "Invalid 'response_format': type must be 'text', 'json_object' or 'json_schema'.",
             "response_format",
         )
+    if response_format is not None and response_format.get("type") == "json_schema":
+        if not json_schema_support:
+            raise RequestError(JSON_SCHEMA_UNSUPPORTED, "response_format")
+        _check_json_schema(response_format, first_user_text(checked))
     return ChatRequest(model, checked, max_tokens, stop, n, seed, response_format)
 
 
@@ -254,8 +301,13 @@ def parse_embeddings(raw: Any) -> EmbeddingsRequest:
     return EmbeddingsRequest(model, inputs, encoding_format, dimensions)
 
 
-def chat_completion(request: ChatRequest, *, response_id: str, created: int) -> dict[str, Any]:
-    """A ``chat.completion`` object with the deterministic choices and word-count usage."""
+def chat_completion(
+    request: ChatRequest, *, response_id: str, created: int, content_fault: ContentFault | None = None
+) -> dict[str, Any]:
+    """A ``chat.completion`` object with the deterministic choices and word-count usage.
+
+    ``content_fault`` spoils a structured reply's content (see :mod:`._replies`).
+    """
     choices = []
     completion_tokens = 0
     for index in range(request.n):
@@ -265,6 +317,7 @@ def chat_completion(request: ChatRequest, *, response_id: str, created: int) -> 
             max_tokens=request.max_tokens,
             stop=request.stop,
             response_format=request.response_format,
+            content_fault=content_fault,
         )
         completion_tokens += count_words(choice.content)
         choices.append(

@@ -18,10 +18,15 @@ part of the input, so it also appears in the deterministic reply.
 ``retry_after=2``           add ``Retry-After: 2`` to the injected failure
 ``retry_after_ms=150``      add ``retry-after-ms: 150`` to the injected failure
 ``should_retry=false``      add ``x-should-retry: false`` (or ``true``) to the failure
+``invalid_json``            200 whose content is not JSON (structured requests only, see
+                            :mod:`._replies`; other requests are answered normally)
+``schema_violation``        200 whose content is JSON violating the request's schema
+                            (structured requests only)
 ==========================  ===============================================================
 
 Examples: ``"[sim:status=404] row 7"``, ``"[sim:fail=2,status=503,retry_after=0] row 8"``,
-``"[sim:fail=1,reset] row 9"``. Unknown keys or bad values make the request a 400, so a typo
+``"[sim:fail=1,reset] row 9"``, ``"[sim:fail=2,schema_violation] row 10"`` (a structured
+reply that is wrong twice, then right). Unknown keys or bad values make the request a 400, so a typo
 never silently turns into a success.
 """
 
@@ -57,6 +62,8 @@ class Directive:
     retry_after: float | None = None
     retry_after_ms: int | None = None
     should_retry: bool | None = None
+    invalid_json: bool = False
+    schema_violation: bool = False
 
     @property
     def has_fault(self) -> bool:
@@ -67,6 +74,8 @@ class Directive:
             or self.reset
             or self.malformed is not None
             or self.hang
+            or self.invalid_json
+            or self.schema_violation
         )
 
 
@@ -110,8 +119,8 @@ def parse_directive(text: str) -> Directive | None:
             fields["status"] = _int(key, value, 100, 599)
         elif key == "fail":
             fields["fail"] = _int(key, value, 0, 1_000_000_000)
-        elif key == "reset" and value is None:
-            fields["reset"] = True
+        elif key in ("reset", "invalid_json", "schema_violation") and value is None:
+            fields[key] = True
         elif key == "malformed":
             if value not in (None, "json", "shape"):
                 raise DirectiveError(f"[sim:malformed=...] must be json or shape, got {value!r}")

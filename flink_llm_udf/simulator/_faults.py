@@ -1,10 +1,13 @@
 """Fault and latency decisions: small pure functions, the server only carries them out.
 
 Random faults use one uniform draw per request from the simulator's seeded generator,
-compared against the cumulative rates in :data:`~.config.FAULT_FIELDS` order
-(500, 503, 429, timeout, reset, malformed), so ``fault_500=1.0`` fails every request and a
-given seed and arrival order always fail the same requests. A directive fault (see
-:mod:`._directives`) takes precedence over random faults.
+compared against the cumulative rates in :data:`~._behaviour.FAULT_FIELDS` order
+(500, 503, 429, timeout, reset, malformed, invalid_json, schema_violation), so
+``fault_500=1.0`` fails every request and a given seed and arrival order always fail the same
+requests. ``invalid_json`` and ``schema_violation`` are content faults: a 200 whose structured
+reply is spoiled (see :mod:`._replies`); they apply to ``json_schema``/``json_object`` requests
+only, and any other request that draws one is answered normally (and nothing is counted). A
+directive fault (see :mod:`._directives`) takes precedence over random faults.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ class Fault:
     """What to do instead of (or before) a normal answer.
 
     ``kind`` is ``"status"`` (error body with ``status``), ``"reset"`` (drop the connection),
-    ``"malformed"`` (200 with a broken body, ``variant`` ``json`` or ``shape``) or ``"ok"``
-    (answer normally). ``delay_s`` is waited first (timeouts, hangs). ``label`` is the key
-    counted in ``/sim/stats`` ``faults``.
+    ``"malformed"`` (200 with a broken body, ``variant`` ``json`` or ``shape``),
+    ``"invalid_json"`` / ``"schema_violation"`` (200 with spoiled structured content, for
+    structured requests only) or ``"ok"`` (answer normally). ``delay_s`` is waited first
+    (timeouts, hangs). ``label`` is the key counted in ``/sim/stats`` ``faults``.
     """
 
     kind: str
@@ -102,6 +106,10 @@ def random_fault(config: SimulatorConfig, rng: random.Random) -> Fault | None:
         return Fault("reset", name)
     if name == "fault_malformed":
         return Fault("malformed", name, variant="json" if rng.random() < 0.5 else "shape")
+    if name == "fault_invalid_json":
+        return Fault("invalid_json", name)
+    if name == "fault_schema_violation":
+        return Fault("schema_violation", name)
     return Fault("status", name, status=500 if name == "fault_500" else 503)
 
 
@@ -117,6 +125,10 @@ def directive_fault(directive: Directive, attempt: int, config: SimulatorConfig)
         return Fault("reset", "directive_reset", delay_s=delay)
     if directive.malformed is not None:
         return Fault("malformed", "directive_malformed", variant=directive.malformed, delay_s=delay)
+    if directive.invalid_json:
+        return Fault("invalid_json", "directive_invalid_json", delay_s=delay)
+    if directive.schema_violation:
+        return Fault("schema_violation", "directive_schema_violation", delay_s=delay)
     if directive.status is None and directive.hang:
         return Fault("ok", "directive_hang", delay_s=delay)
     status = 500 if directive.status is None else directive.status

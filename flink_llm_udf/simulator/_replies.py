@@ -19,8 +19,19 @@ Chat reply format (before ``stop``/``max_tokens`` cuts)::
   earliest occurrence of any stop string (``finish_reason`` stays ``"stop"``); then
   ``max_tokens`` keeps the first N words, original spacing intact (``finish_reason``
   ``"length"`` when something was cut).
-* ``response_format={"type": "json_object"}`` (or ``json_schema``) makes the content the JSON
-  object ``{"answer": <cut reply>, "input": <first user text>}``, always valid JSON.
+* ``response_format={"type": "json_schema", "json_schema": {"name": ..., "schema": S}}`` makes
+  the content ``json.dumps(structured_reply(S, <first user text>), ensure_ascii=False)`` (see
+  :mod:`._structured_replies`), the same for every choice, never cut by ``stop`` or
+  ``max_tokens`` (``finish_reason`` ``"stop"``).
+* ``response_format={"type": "json_object"}`` with a system (or developer) message holding a
+  line ``JSON schema:`` and the schema as JSON on the next line: the same, for that schema.
+  Without such a line (or when its schema cannot be answered) the content is the JSON object
+  ``{"answer": <cut reply>, "input": <first user text>}``, always valid JSON.
+* A content fault (``invalid_json`` or ``schema_violation``, injected at random or by a
+  directive) changes a ``json_schema``/``json_object`` reply only: ``invalid_json`` makes it
+  :data:`~._structured_replies.INVALID_JSON_REPLY`; ``schema_violation`` makes it
+  ``schema_violation(S, <first user text>)``, or for ``json_object`` without a schema the
+  object above without ``"answer"``.
 * ``seed``, ``temperature``, ``top_p`` and penalties are accepted and ignored: replies are
   deterministic anyway (the server echoes ``seed`` in ``system_fingerprint``).
 
@@ -40,12 +51,22 @@ import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ._behaviour import DEFAULT_EMBEDDING_DIMENSIONS
+from ._structured_replies import (
+    INVALID_JSON_REPLY,
+    NO_VIOLATION,
+    SchemaError,
+    schema_in_prompt,
+    schema_violation,
+    structured_reply,
+)
 
 __all__ = [
+    "CONTENT_FAULTS",
     "ChatChoice",
+    "ContentFault",
     "content_text",
     "count_words",
     "cut_reply",
@@ -54,10 +75,16 @@ __all__ = [
     "expected_embedding",
     "expected_prompt_tokens",
     "first_user_text",
+    "json_schema_of",
+    "response_format_type",
     "user_texts",
 ]
 
 _WORD = re.compile(r"\S+")
+
+#: Faults that keep a 200 answer but spoil a structured reply's content.
+ContentFault = Literal["invalid_json", "schema_violation"]
+CONTENT_FAULTS: tuple[ContentFault, ...] = ("invalid_json", "schema_violation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +166,28 @@ def cut_reply(
     return ChatChoice(reply, "stop")
 
 
-def _is_json_format(response_format: Mapping[str, Any] | str | None) -> bool:
+def response_format_type(response_format: Mapping[str, Any] | str | None) -> str | None:
+    """``response_format``'s ``type`` (``text``, ``json_object``, ``json_schema``), if any."""
     kind = response_format.get("type") if isinstance(response_format, Mapping) else response_format
-    return kind in ("json_object", "json_schema")
+    return kind if isinstance(kind, str) else None
+
+
+def json_schema_of(response_format: Mapping[str, Any] | str | None) -> Mapping[str, Any] | None:
+    """The schema of a ``json_schema`` response format (``json_schema.schema``), if it has one."""
+    if not isinstance(response_format, Mapping) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    return schema if isinstance(schema, Mapping) else None
+
+
+def _structured_choice(schema: Mapping[str, Any], row_text: str, fault: ContentFault | None) -> ChatChoice:
+    if fault == "invalid_json":
+        return ChatChoice(INVALID_JSON_REPLY, "stop")
+    value = structured_reply(schema, row_text) if fault is None else schema_violation(schema, row_text)
+    if value is NO_VIOLATION:
+        return ChatChoice(INVALID_JSON_REPLY, "stop")
+    return ChatChoice(json.dumps(value, ensure_ascii=False), "stop")
 
 
 def expected_chat_choice(
@@ -151,13 +197,37 @@ def expected_chat_choice(
     max_tokens: int | None = None,
     stop: str | Sequence[str] | None = None,
     response_format: Mapping[str, Any] | str | None = None,
+    content_fault: ContentFault | None = None,
 ) -> ChatChoice:
-    """The content and finish_reason the simulator returns for choice ``choice_index``."""
-    choice = cut_reply(_full_reply(messages, choice_index), max_tokens=max_tokens, stop=stop)
-    if _is_json_format(response_format):
-        body = {"answer": choice.content, "input": first_user_text(messages)}
+    """The content and finish_reason the simulator returns for choice ``choice_index``.
+
+    ``content_fault`` is what an ``invalid_json`` or ``schema_violation`` fault makes of a
+    structured reply (it leaves other replies alone).
+    """
+    kind = response_format_type(response_format)
+    if kind in ("json_schema", "json_object"):
+        row = first_user_text(messages)
+        schema = json_schema_of(response_format)
+        if schema is None and kind == "json_object":
+            prompts = (content_text(m.get("content")) for m in messages if m.get("role") in _SYSTEM_ROLES)
+            schema = schema_in_prompt(prompts)
+        if schema is not None:
+            try:
+                return _structured_choice(schema, row, content_fault)
+            except SchemaError:
+                if kind == "json_schema":
+                    raise
+        if content_fault == "invalid_json":
+            return ChatChoice(INVALID_JSON_REPLY, "stop")
+        choice = cut_reply(_full_reply(messages, choice_index), max_tokens=max_tokens, stop=stop)
+        body = {"answer": choice.content, "input": row}
+        if content_fault == "schema_violation":
+            del body["answer"]
         return ChatChoice(json.dumps(body, ensure_ascii=False), choice.finish_reason)
-    return choice
+    return cut_reply(_full_reply(messages, choice_index), max_tokens=max_tokens, stop=stop)
+
+
+_SYSTEM_ROLES = ("system", "developer")
 
 
 def expected_chat_reply(
@@ -167,6 +237,7 @@ def expected_chat_reply(
     max_tokens: int | None = None,
     stop: str | Sequence[str] | None = None,
     response_format: Mapping[str, Any] | str | None = None,
+    content_fault: ContentFault | None = None,
 ) -> str:
     """The assistant content the simulator returns; see the module docstring for the format.
 
@@ -179,6 +250,7 @@ def expected_chat_reply(
         max_tokens=max_tokens,
         stop=stop,
         response_format=response_format,
+        content_fault=content_fault,
     ).content
 
 

@@ -4,7 +4,8 @@ Hot-path budget: one JSON parse, one substring test for directives, a few dict u
 JSON dump per request; latency is ``asyncio.sleep`` (no CPU); the access log is off; with no
 quota set, quotas cost one ``if``. Admission order for ``/v1`` requests: API key (401),
 ``rate_per_minute`` (429), ``max_in_flight`` (429), the key's ``quota_max_concurrent`` (429),
-then body validation, context window and directive syntax (400), ``quota_rpm`` then
+then body validation (a ``json_schema`` response format too: refused with OpenAI's 400 when
+``json_schema_support`` is off), context window and directive syntax (400), ``quota_rpm`` then
 ``quota_tpm`` (429, see :mod:`._limits`), then directive or random faults, latency, and the
 answer. A request the quotas admitted has used them whatever follows (an injected 503 too).
 ``/v1/models`` only checks the API key.
@@ -77,6 +78,7 @@ from ._limits import (
     quota_key_label,
     rate_limit_headers,
 )
+from ._replies import CONTENT_FAULTS, ContentFault
 
 __all__ = ["RunningSimulator", "SimulatorServer", "Stats", "start_simulator"]
 
@@ -445,7 +447,7 @@ class SimulatorServer:
         embeddings: EmbeddingsRequest | None = None
         try:
             if kind == "chat":
-                chat = parse_chat(body)
+                chat = parse_chat(body, json_schema_support=config.json_schema_support)
             else:
                 embeddings = parse_embeddings(body)
         except RequestError as exc:
@@ -492,6 +494,12 @@ class SimulatorServer:
                 fault = directive_fault(directive, attempt, config)
         if fault is None and self._random_faults:
             fault = random_fault(config, self._rng)
+        content_fault: ContentFault | None = None
+        if fault is not None and fault.kind in CONTENT_FAULTS:
+            if chat is not None and chat.structured:
+                content_fault = "invalid_json" if fault.kind == "invalid_json" else "schema_violation"
+            else:  # spoils structured replies only; anything else is answered as usual
+                fault = None
         if fault is not None:
             _bump(self.stats.faults, fault.label)
             if record is not None:
@@ -500,11 +508,14 @@ class SimulatorServer:
         if delay > 0.0:
             await asyncio.sleep(delay)
 
-        if fault is not None and fault.kind != "ok":
+        if fault is not None and fault.kind != "ok" and content_fault is None:
             return self._inject(request, fault, kind, model)
         if chat is not None:
             payload = chat_completion(
-                chat, response_id=f"chatcmpl-sim-{next(self._ids)}", created=int(time.time())
+                chat,
+                response_id=f"chatcmpl-sim-{next(self._ids)}",
+                created=int(time.time()),
+                content_fault=content_fault,
             )
         else:
             assert embeddings is not None

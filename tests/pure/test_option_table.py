@@ -222,6 +222,18 @@ def test_engine_keys_come_from_the_settings_fields():
         "completion-tokens-estimate": "completion_tokens_estimate",
         "adaptive-concurrency": "adaptive_concurrency",
         "rate-limit-headers": "rate_limit_headers",
+        "prompt-template": "prompt_template",
+        "structured-output": "structured_output",
+        "invalid-output-retries": "invalid_output_retries",
+        "dedup": "dedup",
+        "cache": "cache",
+        "cache-ttl": "cache_ttl_s",
+        "cache-max-entries": "cache_max_entries",
+        "cache-password-file": "cache_password_file",
+        "prices": "prices",
+        "token-budget": "token_budget",
+        "cost-budget": "cost_budget",
+        "embedding-pack-wait": "embedding_pack_wait_s",
     }
     assert [o.field for o in ENGINE_OPTIONS] == [f.name for f in dataclasses.fields(EngineSettings)]
 
