@@ -7,7 +7,7 @@ exception or operator timeout, so under IGNORE a failed row becomes an error rec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyflink.common import Row, Time, Types
@@ -19,7 +19,9 @@ from pyflink.datastream import (
     RuntimeContext,
     StreamExecutionEnvironment,
 )
+from pyflink.table.types import DataType
 
+from .._call_plan import OutputSpec, output_spec
 from .._engine import LLMEngine
 from .._engine_settings import EngineSettings
 from .._errors import RowFailedError
@@ -27,6 +29,7 @@ from .._provider import TASK_CHAT, OpenAICompatProvider
 from .._results import FAILED, IGNORED, RowResult
 from ..job_parameters import DEFAULT_PREFIX
 from ._batched_submit import install_batched_submit
+from ._call_arguments import CallArguments
 from ._function_setup import (
     PicklesWithoutEngine,
     Prefixes,
@@ -35,6 +38,7 @@ from ._function_setup import (
     subtasks_of,
 )
 from ._gauges import FlinkMetrics
+from ._structured_types import ResultType
 from ._tuning import ASYNC_SLOTS_PER_REQUEST, apply_to_stream_environment
 
 OUTPUT_FIELDS = [
@@ -47,12 +51,16 @@ OUTPUT_FIELDS = [
     "attempts",
     "prompt_tokens",
     "completion_tokens",
+    "cached",
+    "cost",
 ]
 
 
-def output_type(task: str = TASK_CHAT) -> TypeInformation:
-    """The Row type ``LLMAsyncFunction`` emits for ``task`` (value STRING or FLOAT array)."""
-    value_type = Types.STRING() if task == TASK_CHAT else Types.PRIMITIVE_ARRAY(Types.FLOAT())
+def output_type(task: str = TASK_CHAT, value_type: TypeInformation | None = None) -> TypeInformation:
+    """The Row type ``LLMAsyncFunction`` emits for ``task`` (value STRING or FLOAT array, or the
+    structured-output ROW given as ``value_type``)."""
+    if value_type is None:
+        value_type = Types.STRING() if task == TASK_CHAT else Types.PRIMITIVE_ARRAY(Types.FLOAT())
     return Types.ROW_NAMED(
         OUTPUT_FIELDS,
         [
@@ -65,6 +73,8 @@ def output_type(task: str = TASK_CHAT) -> TypeInformation:
             Types.INT(),
             Types.LONG(),
             Types.LONG(),
+            Types.BOOLEAN(),
+            Types.DOUBLE(),
         ],
     )
 
@@ -79,8 +89,12 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
     """Calls the provider for each record; one output Row per choice (see ``OUTPUT_FIELDS``).
 
     ``text_of`` picks the text from a record (default: the record if it is a string, else its
-    first field); ``key_of`` gives a key carried to the output (default: none); ``model_of``
-    a per-record model override. Under FAILOVER a failed row raises ``RowFailedError``.
+    first field; with a prompt template it may return a mapping of the template's fields);
+    ``key_of`` gives a key carried to the output (default: none); ``model_of`` a per-record
+    model override; ``options_of`` per-record options (a mapping or JSON object text, as
+    ``run_batch(options=…)``). ``result_type`` (a ROW ``DataType`` or ``'ROW<…>'`` string) asks
+    for typed structured output: the ``value`` field is then that ROW, validated; ``labels``
+    makes the value exactly one of them. Under FAILOVER a failed row raises ``RowFailedError``.
     """
 
     def __init__(
@@ -91,6 +105,9 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         text_of: Callable[[Any], str | None] = _default_text,
         key_of: Callable[[Any], Any] | None = None,
         model_of: Callable[[Any], str | None] | None = None,
+        options_of: Callable[[Any], Any] | None = None,
+        result_type: DataType | str | None = None,
+        labels: str | Sequence[str] | None = None,
         prefix: Prefixes = DEFAULT_PREFIX,
     ) -> None:
         self._provider = provider
@@ -98,6 +115,12 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         self._text_of = text_of
         self._key_of = key_of
         self._model_of = model_of
+        self._options_of = options_of
+        self._result = None if result_type is None else ResultType(result_type)
+        default = None if labels is None else output_spec(labels=labels)
+        if self._result is not None:
+            default = OutputSpec.of(self._result.schema)
+        self._arguments = CallArguments("model", default)
         self._prefix = prefix
         self._engine: LLMEngine | None = None
         self.metrics: FlinkMetrics | None = None
@@ -124,7 +147,14 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         self._rows += 1
         text = self._text_of(value)
         model = None if self._model_of is None else self._model_of(value)
-        result = await self._engine.call_row(text, model=model)
+        options = None if self._options_of is None else self._options_of(value)
+        call = self._arguments.row(model, options)
+        if call.problem is not None and text is not None:
+            result = self._engine.unsent(call.problem)
+            self._engine.observer.row_done(result)
+        else:
+            output = call.output if call.problem is None else None
+            result = await self._engine.call_row(text, model=call.model, options=call.options, output=output)
         if result.outcome == FAILED:
             raise RowFailedError(
                 index, result.error or "unknown error", attempts=result.attempts, status=result.status
@@ -145,6 +175,8 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         prompt = None if usage is None else usage.prompt_tokens
         completion = None if usage is None else usage.completion_tokens
         choices = result.choices if len(result.choices) > 1 else (result.value,)
+        if self._result is not None:
+            choices = (self._result.value(result.value),)  # one validated answer per row
         return [
             Row(
                 key,
@@ -156,9 +188,15 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
                 result.attempts,
                 prompt if position == 0 else None,
                 completion if position == 0 else None,
+                result.cached,
+                result.cost if position == 0 else None,
             )
             for position, value in enumerate(choices)
         ]
+
+    def output_type(self, task: str = TASK_CHAT) -> TypeInformation:
+        """The Row type this function emits (``output_type`` with its structured value, if any)."""
+        return output_type(task, None if self._result is None else self._result.type_info)
 
     def close(self) -> None:
         if self._engine is not None:
@@ -229,7 +267,7 @@ def apply_llm(
     capacity = capacity or ASYNC_SLOTS_PER_REQUEST * settings.max_concurrency
     timeout = Time.milliseconds(int(1000 * (timeout_s or 0)))
     wait = AsyncDataStream.ordered_wait if ordered else AsyncDataStream.unordered_wait
-    return wait(stream, function, timeout, capacity, output_type(task))
+    return wait(stream, function, timeout, capacity, function.output_type(task))
 
 
 def _job_parameters_of(stream: DataStream) -> dict[str, str]:

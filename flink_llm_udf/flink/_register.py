@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from pyflink.table import TableEnvironment
 
 from .._engine_settings import EngineSettings
 from .._provider import OpenAICompatProvider
 from ..job_parameters import DEFAULT_PREFIX
-from ._async_scalar import ai_complete_async_udf, ai_embed_async_udf
+from ._async_scalar import (
+    ai_classify_async_udf,
+    ai_complete_async_udf,
+    ai_embed_async_udf,
+    ai_extract_async_udf,
+)
 from ._function_setup import declared_settings, global_job_parameters
-from ._pandas_udf import ai_complete_result_udf, ai_complete_udf, ai_embed_udf
+from ._pandas_udf import (
+    ai_classify_udf,
+    ai_complete_result_udf,
+    ai_complete_udf,
+    ai_embed_udf,
+    ai_extract_json_udf,
+)
 from ._tuning import apply_recommended_settings
 
 EMBED_PREFIXES = (DEFAULT_PREFIX + "embed.", DEFAULT_PREFIX)
@@ -23,27 +36,41 @@ def register_functions(
     settings: EngineSettings | None = None,
     names_prefix: str = "",
     apply_settings: bool = True,
+    functions: Mapping[str, OpenAICompatProvider | None] | Iterable[str] = (),
 ) -> list[str]:
-    """Register ``ai_complete``, ``ai_complete_result``, ``ai_complete_async``, ``ai_embed`` and
-    ``ai_embed_async`` as temporary system functions; return their names.
+    """Register ``ai_complete``, ``ai_complete_result``, ``ai_complete_async``, ``ai_embed``,
+    ``ai_embed_async``, ``ai_extract``, ``ai_classify`` (and their ``_async`` forms) as
+    temporary system functions; return their names.
 
     Without a provider the functions read ``ai.*`` job parameters at open (embeddings prefer
-    ``ai.embed.*``). ``apply_settings`` sets ``recommended_settings`` where the user has not,
-    sized by ``settings`` or else by the ``ai.max-concurrency`` job parameter set so far.
+    ``ai.embed.*``). ``functions`` adds chat functions of their own, each
+    ``name(text [, model [, options]])``: a mapping of name to provider, or names alone (or a
+    provider of None), which read the job parameters under ``ai.<name>.`` and then ``ai.``;
+    e.g. ``functions=["classify", "summarize"]`` with ``ai.classify.system-prompt`` set.
+    ``apply_settings`` sets ``recommended_settings`` where the user has not, sized by
+    ``settings`` or else by the ``ai.max-concurrency`` job parameter set so far.
     """
     if apply_settings:
         declared = declared_settings(_job_parameters(table_env), settings)
         apply_recommended_settings(table_env, declared.max_concurrency)
     embed_provider = embedding_provider or provider
-    functions = {
+    functions_made = {
         "ai_complete": ai_complete_udf(provider, settings),
         "ai_complete_result": ai_complete_result_udf(provider, settings),
         "ai_complete_async": ai_complete_async_udf(provider, settings),
         "ai_embed": ai_embed_udf(embed_provider, settings, prefix=EMBED_PREFIXES),
         "ai_embed_async": ai_embed_async_udf(embed_provider, settings, prefix=EMBED_PREFIXES),
+        "ai_extract": ai_extract_json_udf(provider, settings),
+        "ai_extract_async": ai_extract_async_udf(provider, settings),
+        "ai_classify": ai_classify_udf(provider, settings),
+        "ai_classify_async": ai_classify_async_udf(provider, settings),
     }
+    own = functions.items() if isinstance(functions, Mapping) else ((name, None) for name in functions)
+    for name, own_provider in own:
+        prefixes = (f"{DEFAULT_PREFIX}{name}.", DEFAULT_PREFIX)
+        functions_made[name] = ai_complete_udf(own_provider, settings, prefix=prefixes, name=name)
     names = []
-    for name, function in functions.items():
+    for name, function in functions_made.items():
         table_env.create_temporary_system_function(names_prefix + name, function)
         names.append(names_prefix + name)
     return names

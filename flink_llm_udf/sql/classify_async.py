@@ -1,0 +1,11 @@
+"""``'flink_llm_udf.sql.classify_async.<name>'``: an async ``ai_classify``.
+
+Configured by the job parameters under ``ai.<name>.`` (then ``ai.``).
+
+    CREATE TEMPORARY FUNCTION my_fn AS 'flink_llm_udf.sql.classify_async.my_fn' LANGUAGE PYTHON;
+"""
+
+from ..flink._async_scalar import ai_classify_async_udf
+from ._named import named_functions
+
+__getattr__ = named_functions(ai_classify_async_udf)
