@@ -24,7 +24,6 @@ PER_CALL_KEYS: tuple[str, ...] = (
     "model",
     "system-prompt",
     "user-prompt",
-    "prompt-template",
     "temperature",
     "top-p",
     "max-tokens",
@@ -33,8 +32,6 @@ PER_CALL_KEYS: tuple[str, ...] = (
     "n",
     "seed",
     "response-format",
-    "max-context-size",
-    "context-overflow-action",
     "extra-body",
 )
 #: Engine settings a call may set too (how the prompt is made and the reply checked).

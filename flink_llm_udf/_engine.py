@@ -232,7 +232,10 @@ class LLMEngine:
 
         result = await self._once(plan.spec.url, body, produce, on_backoff)
         if self._refuses_json_schema(plan, result):
-            return await self._call_row(text, model, on_backoff, options=options, output=output)
+            again = await self._call_row(text, model, on_backoff, options=options, output=output)
+            return dataclasses.replace(
+                again, attempts=again.attempts + result.attempts, latency_s=again.latency_s + result.latency_s
+            )
         return result
 
     def _plan(self, options: CallOptions | None, output: OutputSpec | None) -> CallPlan:

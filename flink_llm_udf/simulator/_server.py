@@ -107,6 +107,7 @@ class Stats:
         "recorded_dropped",
         "rejected",
         "requests_total",
+        "usage",
     )
 
     def __init__(self) -> None:
@@ -126,6 +127,8 @@ class Stats:
         self.max_in_flight = self.in_flight
         self.recorded: list[dict[str, Any]] = []
         self.recorded_dropped = 0
+        #: token usage of the 200 replies sent, as their ``usage`` reported it (what a bill counts)
+        self.usage: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0, "replies": 0}
 
     def snapshot(self, *, include_requests: bool = False) -> dict[str, Any]:
         """JSON-ready copy of the counters (and the recorded requests when asked)."""
@@ -142,6 +145,7 @@ class Stats:
             "rate_limited_concurrency": self.rate_limited_concurrency,
             "recorded_count": len(self.recorded),
             "recorded_dropped": self.recorded_dropped,
+            "usage": dict(self.usage),
         }
         if include_requests:
             out["requests"] = [dict(r) for r in self.recorded]
@@ -520,6 +524,10 @@ class SimulatorServer:
         else:
             assert embeddings is not None
             payload = embeddings_response(embeddings, config.embedding_dimensions)
+        usage = self.stats.usage
+        usage["prompt_tokens"] += payload["usage"].get("prompt_tokens", 0)
+        usage["completion_tokens"] += payload["usage"].get("completion_tokens", 0)
+        usage["replies"] += 1
         return _json(200, payload)
 
     @staticmethod
