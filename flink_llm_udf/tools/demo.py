@@ -2,8 +2,9 @@
 
 Starts the simulator (100 ms latency, 2 % of requests answered 503 so retries show), runs
 ``jobs/reviews_table_job.py`` over the bundled reviews (sentiment with ``ai_complete``, an
-embedding with ``ai_embed``) into JSON files, then prints a few result rows, rows/s, and the
-retries and failures, and stops what it started. ``--endpoint`` runs against a real endpoint
+embedding with ``ai_embed``) into JSON files, then prints a few result rows, rows/s, the
+retries and failures and the spend (tokens billed, and their cost at ``--prices``), and stops
+what it started. ``--endpoint`` runs against a real endpoint
 instead (the key comes from ``OPENAI_API_KEY_FILE`` / ``OPENAI_API_KEY``, never a flag).
 
 The job and its data live in the source checkout's ``jobs/`` directory, beside this package.
@@ -27,6 +28,7 @@ from flink_llm_udf.tools import PACKAGE_PARENT
 JOBS_DIR = PACKAGE_PARENT / "jobs"
 TABLE_JOB = JOBS_DIR / "reviews_table_job.py"
 LOG_DIR = Path(tempfile.gettempdir()) / "flink-llm-demo-logs"
+DEFAULT_PRICES = "*=0.15/0.60"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.02,
         help="share of simulator requests answered 503 (default: 0.02)",
+    )
+    parser.add_argument(
+        "--prices",
+        default=DEFAULT_PRICES,
+        help="prices per million prompt/completion tokens per model, for the spend line "
+        f"(ai.prices syntax; default: {DEFAULT_PRICES!r}, gpt-4o-mini's list price)",
     )
     parser.add_argument("--sample", type=int, default=3, help="result rows to show (default: 3)")
     parser.add_argument(
@@ -107,7 +115,11 @@ def _short(text: Any, width: int) -> str:
 
 
 def summarize(
-    rows: list[dict[str, Any]], job_seconds: float, stats: dict[str, Any] | None, sample: int
+    rows: list[dict[str, Any]],
+    job_seconds: float,
+    stats: dict[str, Any] | None,
+    sample: int,
+    prices: str = DEFAULT_PRICES,
 ) -> list[str]:
     """The report lines: sample rows, rows/s, retries and failures."""
     lines = [f"sample of {min(sample, len(rows))} of {len(rows)} rows:"]
@@ -136,6 +148,7 @@ def summarize(
             f"{stats.get('faults', {}) or 'none'}; each one was retried)"
         )
         lines += quota_lines(stats)
+        lines += spend_lines(stats, prices)
     else:
         lines.append("retries: not visible from here (see the flink_llm metrics of the job)")
     failed = [
@@ -147,6 +160,24 @@ def summarize(
         f"failures: {len(failed)} rows without an answer" + (f" (ids {failed[:10]})" if failed else "")
     )
     return lines
+
+
+def spend_lines(stats: dict[str, Any], prices: str) -> list[str]:
+    """The total the endpoint billed: tokens of every answered request, and their cost at ``prices``."""
+    from .._spend import PriceTable
+
+    usage = stats.get("usage") or {}
+    prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+    table = PriceTable.parse(prices)
+    bodies = [r.get("body") for r in stats.get("requests", []) if isinstance(r, dict)]
+    models = {body.get("model") for body in bodies if isinstance(body, dict)} - {None}
+    cost = table.cost(next(iter(models)) if len(models) == 1 else None, prompt, completion)
+    shown = "no price given" if cost is None else f"${cost:.4f} at prices {str(table)!r}"
+    return [
+        f"spend: {prompt:,} prompt + {completion:,} completion tokens in "
+        f"{int(usage.get('replies', 0)):,} answered requests; cost: {shown} "
+        "(per row: ai_complete_result's cost column; per subtask: the costMicros metric)"
+    ]
 
 
 def quota_lines(stats: dict[str, Any]) -> list[str]:
@@ -182,6 +213,13 @@ def check_against_simulator(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        from .._spend import PriceTable
+
+        PriceTable.parse(args.prices)
+    except ValueError as exc:
+        print(f"flink-llm demo: --prices: {exc}", file=sys.stderr)
+        return 2
     os.environ.setdefault("FLINK_LOG_DIR", str(LOG_DIR))  # else logs go into site-packages
     Path(os.environ["FLINK_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
     try:
@@ -232,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 stats = simulator.stats(include_requests=True)
         rows = read_rows(output)
 
-    for line in summarize(rows, run.seconds, stats, args.sample):
+    for line in summarize(rows, run.seconds, stats, args.sample, args.prices):
         print(line)
     if stats is not None:
         print(check_against_simulator(rows))
