@@ -171,6 +171,8 @@ class LLMEngine:
         ``output`` asks for structured output, validated before the row counts as answered. With
         a prompt template the row may be a mapping (or a JSON object text) of its fields.
         """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()  # where close_from_outside closes the cache
         result = await self._call_row(text, model, options=options, output=output)
         self.observer.row_done(result)
         return result
@@ -697,15 +699,17 @@ class LLMEngine:
         already stopped it, the session is abandoned without awaiting.
         """
         session, loop = self._session, self._loop
-        if session is None or session.closed:
-            return
-        if loop is not None and loop.is_running() and not loop.is_closed():
+        open_session = session is not None and not session.closed
+        if loop is None or not (open_session or self.cache is not None or self._packer is not None):
+            return  # nothing ran on a loop: nothing holds a connection
+        if loop.is_running() and not loop.is_closed():
             try:
                 asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout_s)
                 return
             except Exception:
                 pass
-        session.abandon()
+        if session is not None and not session.closed:
+            session.abandon()
         if self._server_tokens is not None:
             self._server_tokens.abandon()
         self._session = None
@@ -727,7 +731,7 @@ def _overloaded(error: EndpointError) -> bool:
 def _shared(result: RowResult) -> RowResult:
     """Another row's answer to the same request: no request of its own, nothing paid."""
     if not result.ok:
-        return result
+        return dataclasses.replace(result, attempts=0, throttled_s=0.0)  # its error, no request of its own
     return dataclasses.replace(
         result, cached=True, attempts=0, throttled_s=0.0, cost=None if result.cost is None else 0.0
     )

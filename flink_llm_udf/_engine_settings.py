@@ -98,6 +98,17 @@ class EngineSettings:
     cost_budget: float | None = None
     embedding_pack_wait_s: float | None = 0.005
 
+    def __repr__(self) -> str:
+        """Every field, a password in the cache URL masked."""
+        from ._result_cache import show_cache_url
+
+        shown = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            text = show_cache_url(value) if name == "cache" and isinstance(value, str) else repr(value)
+            shown.append(f"{name}={text}")
+        return f"EngineSettings({', '.join(shown)})"
+
     def __post_init__(self) -> None:
         for name in ("requests_per_minute", "tokens_per_minute"):
             value = getattr(self, name)

@@ -199,7 +199,12 @@ def settings_from_lookup(
         except ValueError as exc:
             # EngineSettings names its field ("max_concurrency=0 is not allowed: ..."): keep the rule
             reason = str(exc).split(" is not allowed: ", 1)[-1]
+            shown = repr(raw)
+            if option.field == "cache":
+                from ._result_cache import show_cache_url
+
+                shown = show_cache_url(raw)  # a Redis URL may carry a password
             raise InvalidOptionError(
-                f"option {prefix + option.key!r}={raw!r}{where} is not allowed: {reason}"
+                f"option {prefix + option.key!r}={shown}{where} is not allowed: {reason}"
             ) from None
     return settings
