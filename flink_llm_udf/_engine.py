@@ -525,6 +525,7 @@ class LLMEngine:
         gate_tokens = tokens if gate.counts_tokens else 0
         deadline: float | None = None
         error: EndpointError | None = None
+        earlier_cost = 0.0  # what the row's earlier, answered but unusable attempts cost
         slots = self._slots or self._get_slots()
         while True:
             reservation = guard.admit(tokens, model)
@@ -580,6 +581,8 @@ class LLMEngine:
                         guard.release(reservation)
                     else:
                         guard.settle(reservation, paid.prompt_tokens, paid.completion_tokens, model)
+                        if error is not None:  # e.g. a reply that broke the schema: billed all the same
+                            earlier_cost += self._cost(model, paid) or 0.0
             if error is None:
                 return RowResult(
                     value,
@@ -590,7 +593,7 @@ class LLMEngine:
                     choices=choices,
                     latency_s=self._clock() - started,
                     throttled_s=throttled,
-                    cost=self._cost(model, usage),
+                    cost=_plus(self._cost(model, usage), earlier_cost),
                 )
             # a reply that breaks the schema is asked again whatever the strategy (the parser
             # counts those and says when to stop), at once: the server is fine
@@ -625,6 +628,7 @@ class LLMEngine:
             status=status,
             attempts=attempts,
             latency_s=self._clock() - started,
+            cost=None if self.prices is None else earlier_cost,
             throttled_s=throttled,
         )
 
@@ -728,10 +732,17 @@ def _overloaded(error: EndpointError) -> bool:
     return isinstance(error, EndpointTimeoutError)
 
 
+def _plus(cost: float | None, more: float) -> float | None:
+    return cost if cost is None else cost + more
+
+
 def _shared(result: RowResult) -> RowResult:
     """Another row's answer to the same request: no request of its own, nothing paid."""
     if not result.ok:
-        return dataclasses.replace(result, attempts=0, throttled_s=0.0)  # its error, no request of its own
+        # its error, and no request of its own
+        return dataclasses.replace(
+            result, attempts=0, throttled_s=0.0, cost=None if result.cost is None else 0.0
+        )
     return dataclasses.replace(
         result, cached=True, attempts=0, throttled_s=0.0, cost=None if result.cost is None else 0.0
     )
