@@ -64,8 +64,10 @@ class EngineSettings:
     no expiry); a cached answer of a request with temperature > 0 or n > 1 is one sample.
     ``prices`` gives prices per million prompt/completion tokens per model
     (``"gpt-4o-mini=0.15/0.60;*=1/2"`` or a mapping), so each row carries its cost;
-    ``token_budget`` and ``cost_budget`` bound the whole job's spend (split across subtasks like
-    the quotas): once spent, rows fail (FAILOVER) or end NULL with a "budget spent" error.
+    ``token_budget`` and ``cost_budget`` bound what a function spends in the whole job, all its
+    subtasks together (each takes its share, like the quotas); a job with several functions
+    gives each its own (divide yours among them: ``ai.<name>.token-budget``). Once spent, rows
+    fail (FAILOVER) or end NULL with a "budget spent" error.
     ``embedding_pack_wait_s`` is how long the row path (async SQL, DataStream) holds an
     embeddings row to pack it with others, up to ``embedding_rows_per_request`` per request
     (None: only rows that arrive together).
