@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
+
+import orjson
 
 from ._call_options import CallOptions
 from ._call_plan import CallPlan, OutputSpec, PlanCache, build_plan
@@ -330,7 +331,7 @@ class LLMEngine:
 
     def _from_cache(self, stored: bytes) -> RowResult | None:
         try:
-            entry = json.loads(stored)
+            entry = orjson.loads(stored)
             usage = Usage(*entry["u"]) if entry.get("u") else None
             return RowResult(
                 entry["v"],
@@ -756,7 +757,7 @@ def _to_cache(result: RowResult) -> bytes:
         "c": list(result.choices),
         "u": None if usage is None else [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens],
     }
-    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(entry)
 
 
 def _reason(exc: BaseException) -> str:

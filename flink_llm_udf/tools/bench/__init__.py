@@ -7,7 +7,9 @@ and memory from outside, and writes ``bench.json``, ``bench.png`` and ``bench.tx
 
 Modules: ``plan`` (which cases), ``child`` (runs one case), ``naive`` (the baseline UDF),
 ``measure`` (runs and samples a child), ``stats`` (steady-state arithmetic), ``report``
-(records, targets, table), ``plot`` (the PNG), ``cli`` (the command).
+(records, targets, table), ``pay_once`` (the packed-embeddings and result-cache summaries),
+``replay`` and ``redis_server`` (the endpoints and the Redis some cases need), ``plot`` (the
+PNG), ``cli`` (the command).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ its own Python worker (which runs inside this process in local "loopback" mode) 
 keys it was configured with) and ``done`` (with this process's
 CPU time, peak RSS, and the per-row latencies of a latency case) or ``error``.
 
+A cache-cpu case (an engine CPU case with ``cache_pass``) runs the engine with the result cache
+the parent named (``cache_url``: "memory" or the URL of the redis-server it started) and says,
+per measured pass, how many requests the engine sent and how many rows the cache answered.
+
 A quota case runs at its ``parallelism`` (the engine alone: that many engines, one thread each,
 as subtasks of one job) and collects its output, so ``done`` says how many rows got a value.
 """
@@ -22,6 +26,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .plan import (
@@ -30,6 +35,7 @@ from .plan import (
     DS_UNORDERED,
     ENGINE,
     ENGINE_CPU,
+    HIT,
     LATENCY,
     NAIVE,
     PANDAS,
@@ -120,9 +126,12 @@ def engine_settings(case: Case) -> EngineSettings:
     from flink_llm_udf._engine_settings import EngineSettings
 
     if case.kind != QUOTA:
-        return EngineSettings(
+        settings = EngineSettings(
             max_concurrency=case.concurrency, embedding_rows_per_request=case.rows_per_request
         )
+        if case.pack_wait_ms is None:  # the engine's default wait
+            return settings
+        return replace(settings, embedding_pack_wait_s=case.pack_wait_ms / 1000.0)
     if case.setup == QUOTA_ON:
         return EngineSettings(
             max_concurrency=case.concurrency,
@@ -141,6 +150,8 @@ def _run_engine(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
 
     if case.parallelism > 1:
         return _run_engine_subtasks(case, spec)
+    if case.kind == ENGINE_CPU and case.cache_pass is not None:
+        return _run_cache_cpu(case, spec)
     texts = [text_of(i) for i in range(1, case.rows + 1)]
     with BlockingEngine(provider_for(case, spec["base_url"]), engine_settings(case)) as engine:
         extra: dict[str, Any] = {}
@@ -160,6 +171,94 @@ def _run_engine(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
                 "run_batch_cpu_s_all": [round(c, 4) for c, _ in runs],
             }
     return {"rows_ok": sum(r.ok for r in results), **extra}
+
+
+#: Rows each cache-cpu case runs before it measures (connections open, code paths hot).
+CACHE_WARM_ROWS = 500
+
+
+def _cache_spec(case: Case, spec: dict[str, Any]) -> str | None:
+    """The ``cache`` setting of a cache-cpu case: None, "memory", or the parent's redis URL."""
+    if spec.get("cache_error"):
+        raise RuntimeError(f"case {case.name!r} has no cache to run with: {spec['cache_error']}")
+    if case.cache is None:
+        return None
+    url = spec.get("cache_url")
+    if not url:
+        raise RuntimeError(f"case {case.name!r}: the parent gave no cache_url for cache {case.cache!r}")
+    return str(url)
+
+
+def _cpu_s_of(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used; 0 without one."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _run_cache_cpu(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
+    """The engine's CPU per row with the case's cache, on a miss or on a hit.
+
+    Miss (and no cache): ``CACHE_WARM_ROWS`` rows to warm up, then ``ENGINE_CPU_RUNS`` runs of
+    ``case.rows`` rows never seen before (each looked up, sent and stored). Hit: one pass over
+    the rows fills the cache (misses), a pass over ``CACHE_WARM_ROWS`` of them warms the hit
+    path, then every measured run goes over the same rows again: all answered by the cache.
+    Reports the median run's CPU and wall time, and for each measured run the requests the
+    engine sent (attempts) and the rows the cache answered; with ``cache_pid`` (the parent's
+    redis-server) also that process's CPU seconds during each run (not the engine's).
+    """
+    from flink_llm_udf._batch import BlockingEngine
+    from flink_llm_udf._results import RowResult
+
+    settings = replace(engine_settings(case), cache=_cache_spec(case, spec))
+    n, warm = case.rows, CACHE_WARM_ROWS
+    pid = spec.get("cache_pid")
+    hit = case.cache_pass == HIT
+
+    def texts(first: int, count: int) -> list[str]:
+        return [text_of(i) for i in range(first, first + count)]
+
+    unmeasured = 0  # requests sent outside the measured runs
+
+    def unmeasured_pass(engine: BlockingEngine, rows: list[str]) -> None:
+        nonlocal unmeasured
+        results: list[RowResult] = engine.run_batch(rows, raise_on_failover=False)
+        unmeasured += sum(r.attempts for r in results)
+
+    with BlockingEngine(provider_for(case, spec["base_url"]), settings) as engine:
+        if hit:
+            unmeasured_pass(engine, texts(warm + 1, n))  # fills the cache
+            unmeasured_pass(engine, texts(warm + 1, warm))  # hits: the hit path warm
+        else:
+            unmeasured_pass(engine, texts(1, warm))
+        emit("submit")
+        runs, passes = [], []
+        for run_index in range(ENGINE_CPU_RUNS):
+            rows = texts(warm + 1 if hit else warm + 1 + run_index * n, n)
+            server, cpu, wall = _cpu_s_of(pid), time.process_time(), time.perf_counter()
+            results = engine.run_batch(rows, raise_on_failover=False)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            runs.append((cpu, wall, _cpu_s_of(pid) - server))
+            passes.append(
+                {
+                    "rows_ok": sum(r.ok for r in results),
+                    "requests": sum(r.attempts for r in results),
+                    "cached": sum(r.cached for r in results),
+                }
+            )
+    cpu, wall, server = sorted(runs)[len(runs) // 2]
+    return {
+        "rows_ok": min(p["rows_ok"] for p in passes),
+        "run_batch_cpu_s": cpu,
+        "run_batch_wall_s": wall,
+        "run_batch_cpu_s_all": [round(c, 4) for c, _, _ in runs],
+        "cache_server_cpu_s": server if pid is not None else None,
+        "measured_passes": passes,
+        "unmeasured_requests": unmeasured,
+    }
 
 
 def _run_engine_subtasks(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +370,12 @@ def _run_flink(case: Case, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table_function(case: Case, spec: dict[str, Any]) -> UserDefinedScalarFunctionWrapper:
-    from flink_llm_udf.flink import ai_complete_async_udf, ai_complete_udf, ai_embed_udf
+    from flink_llm_udf.flink import (
+        ai_complete_async_udf,
+        ai_complete_udf,
+        ai_embed_async_udf,
+        ai_embed_udf,
+    )
 
     from .naive import naive_complete_udf
 
@@ -279,7 +383,9 @@ def _table_function(case: Case, spec: dict[str, Any]) -> UserDefinedScalarFuncti
     if case.entry == NAIVE:
         return naive_complete_udf(spec["base_url"], MODEL[CHAT])
     if case.entry == SQL_ASYNC:
-        return ai_complete_async_udf(provider, settings)
+        if case.task == CHAT:
+            return ai_complete_async_udf(provider, settings)
+        return ai_embed_async_udf(provider, settings)
     if case.entry == PANDAS:
         return ai_complete_udf(provider, settings) if case.task == CHAT else ai_embed_udf(provider, settings)
     raise ValueError(f"no table function for entry {case.entry!r}")

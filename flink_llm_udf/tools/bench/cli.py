@@ -10,18 +10,22 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..key_values import parse_key_values
+from .pay_once import cache_cpu_summary, cache_cpu_table, embed_pack_summary, embed_pack_table
 from .plan import (
+    ENGINE_CPU,
     ENTRY_POINTS,
     LATENCY,
     NAIVE,
     QUOTA,
     QUOTA_ENTRY_POINTS,
     README_ENTRY_POINTS,
+    REDIS,
     REPLAY,
     Case,
     build_plan,
@@ -161,6 +165,8 @@ def timeout_for(case: Case, latency_ms: float) -> float:
         return 120.0 + 3 * case.rows / (case.rows_per_second or 1)
     if case.kind == QUOTA:
         return 120.0 + 3 * case.rows / (quota_rows_per_s(case) or 1)
+    if case.kind == ENGINE_CPU and case.cache is not None:
+        return 120.0 + 5 * case.rows / 1000.0  # five passes, at 1,000 rows/s at the slowest
     concurrency = 1 if case.entry == NAIVE else case.concurrency
     per_second = concurrency * case.rows_per_request * 1000.0 / max(latency_ms, 1.0)
     return 120.0 + 5 * case.rows / per_second
@@ -186,11 +192,19 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """What a case calls, and (replay) the requests it got so far (None: ask the simulator)."""
+
+    base_url: str
+    requests: Callable[[], int] | None = None
+
+
 @contextlib.contextmanager
-def _endpoint_for(case: Case, sim: Any) -> Iterator[str]:
-    """The URL ``case`` calls: the simulator's, or a replay of one simulator reply."""
+def _endpoint_for(case: Case, sim: Any) -> Iterator[_Endpoint]:
+    """What ``case`` calls: the simulator, or a replay of one simulator reply."""
     if case.endpoint != REPLAY:
-        yield sim.base_url
+        yield _Endpoint(sim.base_url)
         return
     from flink_llm_udf._wire import build_chat_body, resolve_call
 
@@ -199,8 +213,35 @@ def _endpoint_for(case: Case, sim: Any) -> Iterator[str]:
 
     spec = resolve_call(provider_for(case, sim.base_url))  # the request the case's engine sends
     with ReplayServer(record_reply(spec.url, build_chat_body(spec, text_of(1)))) as replay:
-        yield replay.base_url
+        yield _Endpoint(replay.base_url, lambda: replay.requests)
     sim.reset()  # the recording request is not the case's
+
+
+@contextlib.contextmanager
+def _cache_for(case: Case) -> Iterator[dict[str, Any]]:
+    """What a cache-cpu case's child needs of its cache: for Redis, a fresh redis-server here
+    (its URL and pid, stopped after the case), or why there is none (``cache_error``)."""
+    if case.cache != REDIS:
+        yield {"cache_url": case.cache} if case.cache else {}
+        return
+    from .redis_server import RedisServer
+
+    server = RedisServer()
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:  # the case fails with the reason; the run goes on
+        server.close()
+        yield {"cache_error": str(exc)[:500]}
+        return
+    try:
+        yield {"cache_url": server.url, "cache_pid": server.pid}
+    finally:
+        server.close()
+
+
+def _replayed(stats: dict[str, Any], requests: int) -> dict[str, Any]:
+    """The simulator's stats with the replay endpoint's request count: every one answered 200."""
+    return {**stats, "requests_total": requests, "by_status": {"200": requests} if requests else {}}
 
 
 def missing_extra() -> str | None:
@@ -265,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             sim.update(**simulator_settings(case, latency))
             sim.reset()  # zero stats, and every key's quota full again: cases share no budget
             load_before = os.getloadavg()[0]
-            with _endpoint_for(case, sim) as base_url:
+            with _endpoint_for(case, sim) as endpoint, _cache_for(case) as cache:
                 run = run_child(
                     case,
                     sim,
@@ -275,9 +316,12 @@ def main(argv: list[str] | None = None) -> int:
                     env=env,
                     interval=args.poll_s,
                     ds_capacity=args.ds_capacity,
-                    base_url=base_url,
+                    base_url=endpoint.base_url,
+                    extra_spec=cache,
                 )
-            record = case_record(case, run, sim.stats(), latency, (load_before, os.getloadavg()[0]))
+                replayed = None if endpoint.requests is None else endpoint.requests()
+            stats = sim.stats() if replayed is None else _replayed(sim.stats(), replayed)
+            record = case_record(case, run, stats, latency, (load_before, os.getloadavg()[0]))
             records.append(record)
             _write_timeline(out / "timelines" / f"{case.name}.json", run)
             print(progress_line(index, len(cases), record), file=sys.stderr, flush=True)
@@ -316,11 +360,19 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_rows_per_s": baseline,
         "results": records,
         "quota": quota_pairs(records),
+        "pay_once": {"embed_pack": embed_pack_summary(records), "cache_cpu": cache_cpu_summary(records)},
         "targets": targets(records),
         "total_wall_s": round(time.time() - started, 1),
     }
     (out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    text = "\n\n".join(part for part in (table(records), setup_table(records), quota_table(records)) if part)
+    parts = (
+        table(records),
+        setup_table(records),
+        quota_table(records),
+        embed_pack_table(records),
+        cache_cpu_table(records),
+    )
+    text = "\n\n".join(part for part in parts if part)
     summary = "\n".join(
         f"{'met ' if t['met'] else 'MISS'} {t['target']}: {t['value']}" for t in doc["targets"]
     )

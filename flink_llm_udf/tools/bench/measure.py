@@ -136,15 +136,18 @@ def run_child(
     interval: float = POLL_S,
     ds_capacity: str | None = None,
     base_url: str | None = None,
+    extra_spec: dict[str, Any] | None = None,
 ) -> ChildRun:
     """Run ``case`` in ``python -m flink_llm_udf.tools.bench.child`` and sample it until it exits.
 
-    The child calls ``base_url`` (default: the simulator's)."""
+    The child calls ``base_url`` (default: the simulator's); ``extra_spec`` adds to its spec
+    (a cache-cpu case's ``cache_url``, ``cache_pid``, ``cache_error``)."""
     spec = {
         "case": case.to_dict(),
         "base_url": base_url or sim.base_url,
         "flink_conf": flink_conf,
         "ds_capacity": ds_capacity,
+        **(extra_spec or {}),
     }
     log_dir.mkdir(parents=True, exist_ok=True)
     # A fresh process per case: without what an earlier local PyFlink run in this process left

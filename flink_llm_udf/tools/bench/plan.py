@@ -8,6 +8,12 @@ Quota cases (``QUOTA``, full runs only) are the exception: the simulator enforce
 quota, scaled to a short "minute" (``QUOTA_WINDOW_S``), and the limit is the quota's rate, not
 ``C / L``; each entry point runs with the quota given to the job (``QUOTA_ON``) and without
 (``QUOTA_OFF``, the control), so the gain of the quota gate is a measured ratio.
+
+The pay-once cases (full runs; ``--only embed-pack`` / ``--only cache-cpu`` run them alone):
+``embed-pack`` runs the async row paths on embeddings one row per request and packed
+(``EMBED_PACK_K`` rows per request), the same rows, alternating, ``EMBED_PACK_REPEATS`` times;
+``cache-cpu`` measures the engine's CPU per row as ``engine-cpu`` does, without a cache and with
+the memory or Redis cache on a miss (unique rows) and on a hit (a second pass over the same rows).
 """
 
 from __future__ import annotations
@@ -65,6 +71,35 @@ QUOTA_LATENCY_MS = 100.0  # the simulator's latency in quota cases, whatever the
 QUOTA_PARALLELISM = 2
 QUOTA_CONCURRENCY = 64
 
+# --- paying once: packed embeddings on the row path, the result cache (issue "Pay once") -------
+EMBED_PACK = "embed-pack"
+#: The async row paths whose embeddings the engine packs (``Packer``), in the order they run.
+EMBED_PACK_ENTRY_POINTS = (SQL_ASYNC, DS_UNORDERED)
+#: Rows per request when packed (``embedding_rows_per_request``), against one.
+EMBED_PACK_K = 16
+#: How long a row waits for company (``embedding_pack_wait_s``), in ms.
+EMBED_PACK_WAIT_MS = 5.0
+#: Each pair (one row per request, packed) runs this many times, pairs alternating.
+EMBED_PACK_REPEATS = 3
+#: Rows of every embed-pack case (the same for both): about 19 s at the unpacked limit at
+#: C = 64, L = 100 ms, and still a few seconds of steady state for the packed case.
+EMBED_PACK_ROWS = 12_000
+CACHE_CPU = "cache-cpu"
+MEMORY = "memory"
+REDIS = "redis"  # a redis-server the bench starts on 127.0.0.1 (redis_server.py)
+MISS = "miss"  # every measured row unique: each is looked up, sent, and stored
+HIT = "hit"  # the measured rows were answered (and stored) by an earlier pass: no request
+#: The cache-cpu cases, (cache, pass) in the order they run: no cache first, the baseline.
+CACHE_CPU_VARIANTS: tuple[tuple[str | None, str], ...] = (
+    (None, MISS),
+    (MEMORY, MISS),
+    (MEMORY, HIT),
+    (REDIS, MISS),
+    (REDIS, HIT),
+)
+#: Rounds of the cache-cpu cases (each round runs every variant once, in order).
+CACHE_CPU_REPEATS = 3
+
 
 @dataclass(frozen=True, slots=True)
 class Case:
@@ -89,6 +124,13 @@ class Case:
     quota_rpm: int | None = None
     quota_tpm: int | None = None
     quota_window_s: float = 60.0
+    # Paying once. ``pack_wait_ms``: the engine's ``embedding_pack_wait_s`` in ms (None: its
+    # default). ``cache``: None, MEMORY or REDIS; ``cache_pass``: MISS or HIT in a cache-cpu
+    # case (None in every other case).
+    pack_wait_ms: float | None = None
+    cache: str | None = None
+    cache_pass: str | None = None
+    repeat: int = 0  # the round of a case run several times, alternating with others (0: once)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -245,11 +287,68 @@ def build_plan(
             )
         )
 
+    if not quick:  # the pay-once cases: what packing and the cache buy, measured side by side
+        for case in embed_pack_cases(mid):
+            add(case)
+        for case in cache_cpu_cases():
+            add(case)
+
     if not quick:  # a quota case lasts a minute whatever the machine: not in the quick run
         for entry in QUOTA_ENTRY_POINTS:
             for case in quota_cases(entry):
                 add(case)
     return cases
+
+
+def embed_pack_cases(concurrency: int = 64, repeats: int = EMBED_PACK_REPEATS) -> list[Case]:
+    """Embeddings on the async row paths, one row per request and ``EMBED_PACK_K`` per request.
+
+    The same rows each time; each entry point's pair (``k1`` then ``k16``) runs right after the
+    other and the pairs alternate over ``repeats`` rounds (``-r1``, ``-r2``...), so a ratio is
+    taken between runs that saw the same conditions.
+    """
+    cases = []
+    for repeat in range(1, repeats + 1):
+        for entry in EMBED_PACK_ENTRY_POINTS:
+            for k in (1, EMBED_PACK_K):
+                cases.append(
+                    Case(
+                        f"{entry}-{EMBED_PACK}-k{k}-c{concurrency}-r{repeat}",
+                        THROUGHPUT,
+                        entry,
+                        concurrency=concurrency,
+                        rows=EMBED_PACK_ROWS,
+                        task=EMBEDDINGS,
+                        rows_per_request=k,
+                        pack_wait_ms=EMBED_PACK_WAIT_MS,
+                        repeat=repeat,
+                    )
+                )
+    return cases
+
+
+def cache_cpu_cases(rows: int = 10_000, repeats: int = CACHE_CPU_REPEATS) -> list[Case]:
+    """The engine's CPU per row as ``engine-cpu`` measures it (replay endpoint, C = 64), without
+    a cache and with each cache on a miss and on a hit (``cache-cpu-none-r1``,
+    ``cache-cpu-memory-miss-r1``, ``cache-cpu-memory-hit-r1``, ``cache-cpu-redis-miss-r1``...),
+    every variant once per round, ``repeats`` rounds: a variant's cost over no cache is taken
+    within a round."""
+    return [
+        Case(
+            f"{CACHE_CPU}-{cache or 'none'}" + ("" if cache is None else f"-{cache_pass}") + f"-r{repeat}",
+            ENGINE_CPU,
+            ENGINE,
+            concurrency=64,
+            rows=rows,
+            latency_ms=0.0,
+            endpoint=REPLAY,
+            cache=cache,
+            cache_pass=cache_pass,
+            repeat=repeat,
+        )
+        for repeat in range(1, repeats + 1)
+        for cache, cache_pass in CACHE_CPU_VARIANTS
+    ]
 
 
 def quota_cases(entry: str) -> tuple[Case, Case]:

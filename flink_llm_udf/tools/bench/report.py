@@ -4,9 +4,11 @@ Every result record has ``name``, ``kind``, ``entry``, the case's parameters (``
 or built as README.md writes it), ``ok`` and ``error``; throughput records add ``rows_per_s``,
 ``limit_rows_per_s``, ``ratio_to_limit``, ``ratio_to_baseline``, start-up times, CPU per row and
 peak memory; latency records add percentiles; the engine CPU record adds ``cpu_us_per_row``;
-quota records add rows answered and failed, 429s and their share of requests, retries, and
-rows/s in steady state against the quota's rate (``quota_fields``); Flink records add
-``flink_settings``, the tuning keys the job was submitted with. ``SCHEMA`` names the layout.
+a cache-cpu record (an engine CPU record with ``cache_pass``) adds what each measured pass sent
+and what the cache answered (``pay_once.cache_fields``); quota records add rows answered and
+failed, 429s and their share of requests, retries, and rows/s in steady state against the
+quota's rate (``quota_fields``); Flink records add ``flink_settings``, the tuning keys the job
+was submitted with. ``SCHEMA`` names the layout.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .pay_once import cache_fields, cache_problem
 from .plan import (
     DS_ORDERED,
     DS_UNORDERED,
@@ -128,6 +131,12 @@ def case_record(
             cpu_us_per_row_runs=[_round(1e6 * c / case.rows, 1) for c in done.get("run_batch_cpu_s_all", [])],
             rows_per_s=_round(case.rows / done["run_batch_wall_s"], 1),
         )
+        if case.cache_pass is not None:
+            fields = cache_fields(case, done, requests)
+            record.update(fields)
+            record["error"] = cache_problem(case, fields)
+            if record["error"] is not None:
+                return record
     record["ok"] = True
     return record
 
@@ -279,7 +288,7 @@ def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     r[key],
                     r[key] <= bound,
                 )
-    r = find(kind=ENGINE_CPU, endpoint=REPLAY)
+    r = find(kind=ENGINE_CPU, endpoint=REPLAY, cache_pass=None)
     if r is not None:
         add(
             "engine CPU per row <= 50 us (engine-cpu: the endpoint is never the bottleneck)",
@@ -464,9 +473,15 @@ def progress_line(index: int, total: int, record: dict[str, Any]) -> str:
     if record["kind"] == ENGINE_CPU:
         runs = record.get("cpu_us_per_row_runs") or []
         spread = f" (median of {', '.join(f'{r:.1f}' for r in runs)})" if len(runs) > 1 else ""
+        sent = ""
+        if record.get("cache_pass") is not None:
+            sent = (
+                f"; requests per pass {record['requests_per_pass']}, "
+                f"from the cache {record['cached_per_pass']}"
+            )
         return (
             f"{head} {record['cpu_us_per_row']:.1f} us CPU/row{spread}, "
-            f"{record['rows_per_s']:.0f} rows/s ({load})"
+            f"{record['rows_per_s']:.0f} rows/s{sent} ({load})"
         )
     cpu = record["cpu_us_per_row"]
     return (
