@@ -14,6 +14,11 @@ answer (``tests/cluster/test_cluster_e2e.py`` does that on the standalone cluste
         --endpoint http://127.0.0.1:8000/v1 --rows 2000 --output /tmp/recovery-out \\
         --api-key-file /run/secrets/openai
 
+Paying once: ``--cache redis://127.0.0.1:6379/0`` (``EngineSettings.cache``, the ``ai.cache``
+job parameter of SQL jobs) keeps each answer in Redis, so the rows Flink replays after a restore
+are answered from there instead of being requested and billed again
+(``tests/cluster/test_cluster_cache_recovery.py``).
+
 API key: ``--api-key-file`` names a file the Python workers read at open (the
 ``api-key-file`` extra option; only the path travels with the job); without it the workers use
 ``OPENAI_API_KEY_FILE`` / ``OPENAI_API_KEY`` from their own environment. Never the key itself.
@@ -68,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key-file",
         default=None,
         help="file holding the API key, read by the workers (a path, never the key)",
+    )
+    parser.add_argument(
+        "--cache",
+        default=None,
+        help="result cache (EngineSettings.cache): a redis:// URL every attempt of the job shares, "
+        "so rows replayed after a restore are not requested again (default: none)",
     )
     parser.add_argument("--name", default=JOB_NAME, help="job name")
     return parser
@@ -126,9 +137,8 @@ def build(args: argparse.Namespace):
     provider = OpenAICompatProvider(
         endpoint=args.endpoint, model=args.model, retry_backoff_base_interval=args.retry_backoff, **extra
     )
-    function = LLMAsyncFunction(
-        provider, EngineSettings(max_concurrency=args.max_concurrency), text_of=record_text, key_of=record_key
-    )
+    settings = EngineSettings(max_concurrency=args.max_concurrency, cache=args.cache)
+    function = LLMAsyncFunction(provider, settings, text_of=record_text, key_of=record_key)
 
     records = env.from_source(
         NumberSequenceSource(1, args.rows), WatermarkStrategy.no_watermarks(), "row ids"
