@@ -18,6 +18,9 @@ for any name, configured by the job parameters under ``ai.<name>.`` and then ``a
     CREATE TEMPORARY FUNCTION summarize AS 'flink_llm_udf.sql.complete.summarize' LANGUAGE PYTHON;
     SET 'pipeline.global-job-parameters' = 'ai.classify.temperature:0,ai.summarize.model:big';
 
+A typed ROW from pure SQL: ``'flink_llm_udf.sql.typed.ROW<sentiment STRING, score DOUBLE>'`` is
+an ``ai_extract`` whose result is that ROW (``flink_llm_udf.sql.typed``).
+
 Flink splits that value at ``,`` and then at ``:``, so a value holding either (every URL, a
 ``stop`` list, ``extra-body`` JSON) must be quoted: ``"..."`` as above, or see
 ``flink_llm_udf.job_parameters.job_parameters_value``, which renders a dict correctly.
