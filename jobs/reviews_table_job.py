@@ -1,12 +1,20 @@
-"""Sample Table API / SQL job: sentiment and embedding for a stream of product reviews.
+"""Sample Table API / SQL job: sentiment, topic, extracted details, a summary and an embedding for
+a stream of product reviews, in one job.
 
 Reads ``jobs/data/reviews.jsonl`` (or ``--input``) with the filesystem connector in streaming
 mode and runs::
 
-    SELECT id, review, ai_complete(review) AS sentiment, ai_embed(review) AS embedding
+    SELECT id, review,
+           ai_complete(review) AS sentiment,         -- free text, the chat provider's prompt
+           classify_topic(review) AS topic,          -- exactly one of TOPIC_LABELS
+           extract_details(review) AS details,       -- a typed ROW (DETAILS_FIELDS), validated
+           extract_details(review).stars AS stars,   -- one of its fields (the same call)
+           summarize(JSON_OBJECT('product' VALUE product, 'review' VALUE review)) AS summary,
+           ai_embed(review) AS embedding
     FROM reviews
 
-into the print sink, or into JSON files under ``--output DIR``.
+into the print sink, or into JSON files under ``--output DIR``. Every function has its own
+provider (model, prompt, options); ``summarize`` fills SUMMARY_TEMPLATE from two columns.
 
 Local mini-cluster (this process; with no endpoint it starts the simulator on loopback)::
 
@@ -58,6 +66,20 @@ except ImportError:  # a source checkout that is not pip-installed: the package 
 SYSTEM_PROMPT = (
     "Classify the sentiment of the product review. Answer with one word: positive, negative or neutral."
 )
+#: ``classify_topic`` asks for one of these labels (as a JSON-schema enum): the answer is one of
+#: them or the reply is rejected and asked again.
+TOPIC_LABELS = ("quality", "delivery", "price", "service", "other")
+TOPIC_PROMPT = "Which topic does this product review mostly talk about?"
+#: ``extract_details``'s result ROW: (name, type, description). The descriptions go into the JSON
+#: schema sent to the model, so they say what each field should hold.
+DETAILS_FIELDS = (
+    ("stars", "INT", "the rating the review implies, 1 to 5"),
+    ("would_recommend", "BOOLEAN", "whether the reviewer would recommend the product"),
+    ("complaints", "ARRAY<STRING>", "each complaint in a few words; empty if none"),
+)
+#: ``summarize`` makes its prompt from the row's columns; braces inside the data are sent as they are.
+SUMMARY_TEMPLATE = "Summarise this review of a {product} in one sentence. {review}"
+SUMMARY_MAX_TOKENS = 60
 SIMULATOR_LATENCY_MS = 100.0
 ERROR_HANDLING = ("RETRY", "FAILOVER", "IGNORE")
 
@@ -90,6 +112,11 @@ def build_parser(prog: str | None = None, description: str | None = None) -> arg
         "--embedding-model",
         default=os.environ.get("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small"),
         help="embedding model (default: $OPENAI_EMBEDDING_MODEL or text-embedding-3-small)",
+    )
+    parser.add_argument(
+        "--summary-model",
+        default=os.environ.get("OPENAI_SUMMARY_MODEL", "gpt-4o"),
+        help="chat model of the summaries (default: $OPENAI_SUMMARY_MODEL or gpt-4o)",
     )
     parser.add_argument(
         "--max-concurrency",
@@ -142,6 +169,11 @@ def count_input_rows(path: str, limit: int | None) -> int:
     return sum(1 for i in ids if limit is None or (i is not None and i <= limit))
 
 
+#: Functions of the job that call the endpoint (sentiment, topic, details, summary, embedding):
+#: each applies ``--requests-per-minute`` on its own.
+CALLING_FUNCTIONS = 5
+
+
 def providers(args: argparse.Namespace, endpoint: str):
     """The chat and embedding providers; the API key is left to the workers' environment."""
     from flink_llm_udf import OpenAICompatProvider
@@ -150,6 +182,29 @@ def providers(args: argparse.Namespace, endpoint: str):
     chat = OpenAICompatProvider(model=args.model, system_prompt=SYSTEM_PROMPT, **common)
     embed = OpenAICompatProvider(model=args.embedding_model, task="embeddings", **common)
     return chat, embed
+
+
+def task_providers(args: argparse.Namespace, endpoint: str):
+    """The topic, details and summary providers: each function its own model, prompt and options."""
+    from flink_llm_udf import OpenAICompatProvider
+
+    common = dict(endpoint=endpoint, error_handling_strategy=args.error_handling)
+    topic = OpenAICompatProvider(model=args.model, system_prompt=TOPIC_PROMPT, temperature=0.0, **common)
+    details = OpenAICompatProvider(model=args.model, temperature=0.0, **common)
+    summary = OpenAICompatProvider(model=args.summary_model, max_tokens=SUMMARY_MAX_TOKENS, **common)
+    return topic, details, summary
+
+
+def details_type():
+    """``extract_details``'s result type: a ROW of ``DETAILS_FIELDS``, descriptions included."""
+    from pyflink.table import DataTypes
+
+    types = {
+        "INT": DataTypes.INT(),
+        "BOOLEAN": DataTypes.BOOLEAN(),
+        "ARRAY<STRING>": DataTypes.ARRAY(DataTypes.STRING()),
+    }
+    return DataTypes.ROW([DataTypes.FIELD(name, types[kind], about) for name, kind, about in DETAILS_FIELDS])
 
 
 def create_table_env(args: argparse.Namespace):
@@ -178,7 +233,11 @@ def source_ddl(input_path: str) -> str:
 
 
 def sink_ddl(output: str | None) -> str:
-    columns = "id INT, review STRING, sentiment STRING, embedding ARRAY<FLOAT>"
+    details = ", ".join(f"{name} {kind}" for name, kind, _ in DETAILS_FIELDS)
+    columns = (
+        f"id INT, review STRING, sentiment STRING, topic STRING, details ROW<{details}>, stars INT, "
+        "summary STRING, embedding ARRAY<FLOAT>"
+    )
     if output is None:
         return f"CREATE TEMPORARY TABLE reviews_out ({columns}) WITH ('connector' = 'print')"
     return f"""
@@ -191,15 +250,29 @@ def sink_ddl(output: str | None) -> str:
 
 def run(args: argparse.Namespace, endpoint: str) -> JobRun:
     """Build and run the job against ``endpoint``; return when it has finished."""
+    import dataclasses
+
     from flink_llm_udf import EngineSettings
-    from flink_llm_udf.flink import ai_complete_udf, ai_embed_udf
+    from flink_llm_udf.flink import ai_classify_udf, ai_complete_udf, ai_embed_udf, ai_extract_udf
 
     chat, embed = providers(args, endpoint)
+    topic, details, summary = task_providers(args, endpoint)
     settings = EngineSettings(
         max_concurrency=args.max_concurrency, requests_per_minute=getattr(args, "requests_per_minute", None)
     )
     t_env = create_table_env(args)
+    # Each function is registered under the name the query uses, with its own provider.
     t_env.create_temporary_system_function("ai_complete", ai_complete_udf(chat, settings))
+    t_env.create_temporary_system_function(
+        "classify_topic", ai_classify_udf(topic, settings, labels=TOPIC_LABELS)
+    )
+    # Async: one call per row serves both `details` and `details.stars` below.
+    t_env.create_temporary_system_function(
+        "extract_details", ai_extract_udf(details, details_type(), settings)
+    )
+    # A prompt template is an engine setting: its {fields} come from the JSON_OBJECT of each row.
+    summary_settings = dataclasses.replace(settings, prompt_template=SUMMARY_TEMPLATE)
+    t_env.create_temporary_system_function("summarize", ai_complete_udf(summary, summary_settings))
     t_env.create_temporary_system_function("ai_embed", ai_embed_udf(embed, settings))
     t_env.execute_sql(source_ddl(args.input))
     t_env.execute_sql(sink_ddl(args.output))
@@ -207,7 +280,13 @@ def run(args: argparse.Namespace, endpoint: str) -> JobRun:
     started = time.monotonic()
     result = t_env.execute_sql(f"""
         INSERT INTO reviews_out
-        SELECT id, review, ai_complete(review) AS sentiment, ai_embed(review) AS embedding
+        SELECT id, review,
+               ai_complete(review) AS sentiment,
+               classify_topic(review) AS topic,
+               extract_details(review) AS details,
+               extract_details(review).stars AS stars,
+               summarize(JSON_OBJECT('product' VALUE product, 'review' VALUE review)) AS summary,
+               ai_embed(review) AS embedding
         FROM reviews {where}""")
     client = result.get_job_client()
     job_id = None if client is None else str(client.get_job_id())

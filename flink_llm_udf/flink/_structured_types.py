@@ -34,8 +34,12 @@ def flink_type_of(data_type: DataType) -> FlinkType:
     """The type tree of a PyFlink ``DataType`` (``DataTypes.ROW([...])`` and what it nests)."""
     nullable = bool(getattr(data_type, "_nullable", True))
     if isinstance(data_type, flink_types.RowType):
-        fields = tuple(
-            FlinkField(field.name, flink_type_of(field.data_type), field.description or None)
+        fields = tuple(  # PyFlink's RowField says "..." when it was given no description
+            FlinkField(
+                field.name,
+                flink_type_of(field.data_type),
+                None if field.description in ("", "...") else field.description,
+            )
             for field in data_type.fields
         )
         return FlinkType("ROW", nullable, fields=fields)

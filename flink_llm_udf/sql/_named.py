@@ -2,7 +2,9 @@
 that reads the job parameters under ``ai.classify.`` and then ``ai.``.
 
 Flink loads a Python function by importing the module before the last dot and taking the
-attribute after it, so a module's ``__getattr__`` can make one for any name (PEP 562).
+attribute after it, so a module's ``__getattr__`` can make one for any name (PEP 562). The SQL
+name you give the function must still parse: a reserved word such as ``extract`` needs
+backquotes (``CREATE TEMPORARY FUNCTION `extract` …``), or pick another name.
 """
 
 from __future__ import annotations

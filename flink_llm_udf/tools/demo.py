@@ -1,8 +1,9 @@
 """``flink-llm demo``: the sample Table job end to end in a local mini-cluster, with a summary.
 
 Starts the simulator (100 ms latency, 2 % of requests answered 503 so retries show), runs
-``jobs/reviews_table_job.py`` over the bundled reviews (sentiment with ``ai_complete``, an
-embedding with ``ai_embed``) into JSON files, then prints a few result rows, rows/s, the
+``jobs/reviews_table_job.py`` over the bundled reviews (sentiment with ``ai_complete``, a topic
+with ``ai_classify``, typed details with ``ai_extract``, a templated summary and an embedding)
+into JSON files, then prints a few result rows, rows/s, the
 retries and failures and the spend (tokens billed, and their cost at ``--prices``), and stops
 what it started. ``--endpoint`` runs against a real endpoint
 instead (the key comes from ``OPENAI_API_KEY_FILE`` / ``OPENAI_API_KEY``, never a flag).
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="give the simulator a hosted API's quota of this many requests per minute, and the job "
-        "the same limit (its two functions share it): shows the quota gate at work (default: none)",
+        "the same limit (its functions share it): shows the quota gate at work (default: none)",
     )
     parser.add_argument(
         "--fault-rate",
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
 
     job_argv = ["--max-concurrency", str(args.max_concurrency), "--error-handling", args.error_handling]
     if args.quota_rpm is not None and not args.endpoint:
-        job_argv += ["--requests-per-minute", str(args.quota_rpm / 2)]  # chat and embeddings share it
+        share = args.quota_rpm / job.CALLING_FUNCTIONS  # each function applies its limit on its own
+        job_argv += ["--requests-per-minute", str(share)]
     for flag, value in (
         ("--model", args.model),
         ("--embedding-model", args.embedding_model),

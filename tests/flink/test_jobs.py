@@ -7,6 +7,8 @@ machine, so each entry point runs once, on a small input.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import re
 import subprocess
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.flink_jobs import answer, assert_table_rows
+from helpers.flink_jobs import answer, assert_table_rows, chat_bodies, user_text
 
-from flink_llm_udf.simulator import SimulatorProcess, count_words, expected_prompt_tokens
+from flink_llm_udf.simulator import SimulatorProcess, count_words, expected_prompt_tokens, stable_hash
 from flink_llm_udf.tools.cluster import clean_environ
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +34,55 @@ if str(JOBS_DIR) not in sys.path:
 def bundled_reviews(limit: int | None = None) -> dict[int, str | None]:
     rows = [json.loads(line) for line in REVIEWS.read_text(encoding="utf-8").splitlines()]
     return {row["id"]: row["review"] for row in rows if limit is None or row["id"] <= limit}
+
+
+def bundled_products() -> dict[int, str]:
+    rows = [json.loads(line) for line in REVIEWS.read_text(encoding="utf-8").splitlines()]
+    return {row["id"]: row["product"] for row in rows}
+
+
+def predicted_details(text: str) -> dict[str, Any]:
+    """The simulator's reply to the jobs' details schema (rules: ``simulator._structured_replies``)."""
+    item = [hashlib.sha256(f"{text}|$.complaints[{i}]".encode()).hexdigest()[:8] for i in (0, 1)]
+    return {
+        "stars": stable_hash(text, "$.stars") % 100,
+        "would_recommend": stable_hash(text, "$.would_recommend") % 2 == 1,
+        "complaints": [f"value-{digest}" for digest in item],
+    }
+
+
+def summary_prompt(product: str, text: str) -> str:
+    import reviews_table_job
+
+    assert (
+        reviews_table_job.SUMMARY_TEMPLATE == "Summarise this review of a {product} in one sentence. {review}"
+    )
+    return "Summarise this review of a " + product + " in one sentence. " + text
+
+
+def assert_task_columns(rows: list[dict[str, Any]], reviews: dict[int, str | None], *, sql: bool) -> None:
+    """The topic, details and summary of each row are the simulator's answers to its own review
+    (``assert_table_rows`` checks id, review, sentiment and embedding)."""
+    import reviews_table_job
+
+    labels, products = reviews_table_job.TOPIC_LABELS, bundled_products()
+    for row in rows:
+        text = reviews[row["id"]]
+        if text is None:  # no request; the template's NULL field makes the summary NULL too
+            assert (row["topic"], row["stars"], row["summary"]) == (None, None, None), row
+            continue
+        details = predicted_details(text)
+        assert row["topic"] == labels[stable_hash(text, "$.label") % len(labels)], row
+        assert row["stars"] == details["stars"], row
+        if sql:  # JSON_VALUE / JSON_QUERY columns
+            assert row["would_recommend"] is details["would_recommend"], row
+            assert json.loads(row["complaints"]) == details["complaints"], row
+        else:  # the typed ROW, as the JSON sink writes it
+            assert row["details"] == details, row
+        expected = answer(
+            summary_prompt(products[row["id"]], text), max_tokens=reviews_table_job.SUMMARY_MAX_TOKENS
+        )
+        assert row["summary"] == expected, row
 
 
 def read_json_lines(directory: Path) -> list[dict[str, Any]]:
@@ -57,7 +108,7 @@ def flink_log_dir(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def simulator():
-    with SimulatorProcess(latency_ms=20) as sim:
+    with SimulatorProcess(latency_ms=20, record_requests=True) as sim:
         yield sim
 
 
@@ -78,7 +129,9 @@ def test_table_job_script_starts_its_own_simulator(tmp_path: Path, flink_log_dir
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "using the simulator at http://127.0.0.1:" in proc.stderr
     assert re.search(r"^50 reviews in [\d.]+ s", proc.stderr, re.MULTILINE), proc.stderr[-2000:]
-    assert_table_rows(read_json_lines(out), bundled_reviews(50))
+    rows = read_json_lines(out)
+    assert_table_rows(rows, bundled_reviews(50))
+    assert_task_columns(rows, bundled_reviews(50), sql=False)
 
 
 @pytest.mark.flink
@@ -151,6 +204,22 @@ def test_sql_script_sets_the_recommended_settings() -> None:
     assert "ai.max-concurrency:64" in sets["pipeline.global-job-parameters"]
 
 
+def test_sql_script_and_table_job_ask_the_same_questions() -> None:
+    """The SQL job's labels, prompts and details type are the table job's (one set of answers)."""
+    import reviews_table_job as job
+
+    script = (JOBS_DIR / "reviews.sql").read_text(encoding="utf-8")
+    parameters = dict(m.groups() for s in sql_statements(script) if (m := SET.match(s)))[
+        "pipeline.global-job-parameters"
+    ]
+    assert f"'{','.join(job.TOPIC_LABELS)}'" in script
+    assert f'ai.classify.system-prompt:"{job.TOPIC_PROMPT}"' in parameters
+    assert f'ai.summarize.prompt-template:"{job.SUMMARY_TEMPLATE}"' in parameters
+    assert f"ai.summarize.max-tokens:{job.SUMMARY_MAX_TOKENS}" in parameters
+    details = ", ".join(f"{name} {kind}" for name, kind, _ in job.DETAILS_FIELDS)
+    assert f"'ROW<{details}>'" in script
+
+
 @pytest.mark.flink
 def test_sql_script(simulator: SimulatorProcess, tmp_path: Path) -> None:
     """``jobs/reviews.sql`` statement by statement through a TableEnvironment (SET -> config)."""
@@ -177,10 +246,52 @@ def test_sql_script(simulator: SimulatorProcess, tmp_path: Path) -> None:
                 result.wait()
 
     reviews = bundled_reviews()
-    assert_table_rows(read_json_lines(out), reviews)
-    stats = simulator.stats()
+    rows = read_json_lines(out)
+    assert_table_rows(rows, reviews)
+    assert_task_columns(rows, reviews, sql=True)
+    stats = simulator.stats(include_requests=True)
     non_null = sum(text is not None for text in reviews.values())
-    assert stats["by_path"] == {"/v1/chat/completions": non_null, "/v1/embeddings": non_null}
+    # sentiment, topic, details and summary: four chat requests a review (one each, the details
+    # read three times by JSON_VALUE/JSON_QUERY included), and its embedding
+    assert stats["by_path"] == {"/v1/chat/completions": 4 * non_null, "/v1/embeddings": non_null}
+    assert_sql_functions_sent_their_own_options(chat_bodies(stats["requests"]), reviews)
+
+
+def assert_sql_functions_sent_their_own_options(
+    bodies: list[dict[str, Any]], reviews: dict[int, str | None]
+) -> None:
+    """Each of the SQL job's chat functions sent each review once, with its own options only."""
+    import reviews_table_job
+
+    products = bundled_products()
+    texts = {text: i for i, text in reviews.items() if text is not None}
+    kinds: collections.Counter[tuple[str, str]] = collections.Counter()
+    for body in bodies:
+        response_format = body.get("response_format") or {}
+        name = response_format.get("json_schema", {}).get("name")
+        kind = {"label": "topic", "row": "details"}.get(
+            name, "summary" if body["model"] == "gpt-4o" else "sentiment"
+        )
+        text = user_text(body)
+        if kind == "summary":
+            assert body["max_tokens"] == reviews_table_job.SUMMARY_MAX_TOKENS, body
+            matches = [t for t, i in texts.items() if summary_prompt(products[i], t) == text]
+            assert len(matches) == 1, body  # the template filled in with the row's own columns
+            text = matches[0]
+        else:
+            assert body["model"] == "gpt-4o-mini" and "max_tokens" not in body, body
+        if kind == "topic":
+            assert (
+                body["temperature"] == 0 and body["messages"][0]["content"] == reviews_table_job.TOPIC_PROMPT
+            )
+            enum = response_format["json_schema"]["schema"]["properties"]["label"]["enum"]
+            assert enum == list(reviews_table_job.TOPIC_LABELS), body
+        else:
+            assert "temperature" not in body, body
+        kinds[(kind, text)] += 1
+    assert kinds == {
+        (kind, text): 1 for kind in ("sentiment", "topic", "details", "summary") for text in texts
+    }
 
 
 @pytest.mark.flink
