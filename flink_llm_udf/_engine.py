@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import random
 import time
@@ -42,6 +43,7 @@ from ._spend import PriceTable, SpendGuard, spend_guard
 from ._templates import fields_of_input
 from ._tokens import fit_to_context, load_encoding
 from ._wire import (
+    CREDENTIAL_HEADER,
     BodyTemplates,
     CallSpec,
     Usage,
@@ -111,6 +113,8 @@ class LLMEngine:
             read_headers=self.settings.rate_limit_headers,
         )
         self._estimator: TokenEstimator | None = None
+        self._plan_estimators: dict[int, tuple[CallPlan, TokenEstimator]] = {}
+        self._warned_no_usage = False
         self._environ = environ
         self._default_plan = build_plan(
             provider, self.settings, None, None, json_schema_refused=False, environ=environ
@@ -124,6 +128,13 @@ class LLMEngine:
             max_entries=self.settings.cache_max_entries,
             password_file=self.settings.cache_password_file,
             tls_ca_file=self.settings.tls_ca_file,
+        )
+        # what besides URL and body can change an answer: the headers a gateway routes by
+        # (credentials left out, so a rotated key still finds its answers)
+        self._cache_scope = "".join(
+            f"\n{name.lower()}:{value}"
+            for name, value in sorted(self.spec.headers)
+            if name.lower() != "content-type" and not CREDENTIAL_HEADER.search(name)
         )
         self.prices = None if self.settings.prices is None else PriceTable.parse(self.settings.prices)
         self.spend: SpendGuard = spend_guard(
@@ -318,7 +329,7 @@ class LLMEngine:
         cache = self.cache
         if cache is None:
             return await produce()
-        key = cache_key(url, body)
+        key = cache_key(url + self._cache_scope, body)
         stored = await cache.get(key)
         if stored is not None:
             hit = self._from_cache(stored)
@@ -326,12 +337,17 @@ class LLMEngine:
                 return hit
         result = await produce()
         if result.ok:
-            await cache.put(key, _to_cache(result))
+            entry = _to_cache(result)
+            if entry is not None:
+                await cache.put(key, entry)
         return result
 
     def _from_cache(self, stored: bytes) -> RowResult | None:
         try:
-            entry = orjson.loads(stored)
+            try:
+                entry = orjson.loads(stored)
+            except ValueError:
+                entry = json.loads(stored)  # stored by the json fallback (a big integer)
             usage = Usage(*entry["u"]) if entry.get("u") else None
             return RowResult(
                 entry["v"],
@@ -356,12 +372,21 @@ class LLMEngine:
         }
 
     def _tokens_of(self, texts: str | list[str], plan: CallPlan | None = None) -> int:
-        """The request's estimated tokens when a token quota or budget is in force (else 0)."""
+        """The request's estimated tokens when a token quota or budget is in force (else 0),
+        counted with the call's own plan: its prompts, ``max_tokens``, ``n`` and schema."""
         if not (self.quota.counts_tokens or self._budgeted):
             return 0
-        if self._estimator is None:
-            self._estimator = TokenEstimator(self.spec, self.settings.completion_tokens_estimate)
-        return self._estimator.estimate(texts)
+        if plan is None or plan is self._default_plan:
+            if self._estimator is None:
+                self._estimator = TokenEstimator(self.spec, self.settings.completion_tokens_estimate)
+            return self._estimator.estimate(texts)
+        known = self._plan_estimators.get(id(plan))
+        if known is None:
+            if len(self._plan_estimators) >= 256:
+                self._plan_estimators.clear()
+            estimator = TokenEstimator(plan.spec, self.settings.completion_tokens_estimate)
+            known = self._plan_estimators[id(plan)] = (plan, estimator)  # the plan held: its id stays its own
+        return known[1].estimate(texts)
 
     def unsent(self, problem: str) -> RowResult:
         """A row that cannot go into a request: its own error, never the batch's (no attempt made)."""
@@ -527,11 +552,14 @@ class LLMEngine:
         deadline: float | None = None
         error: EndpointError | None = None
         earlier_cost = 0.0  # what the row's earlier, answered but unusable attempts cost
+        earlier_usage: Usage | None = None  # and the tokens they were billed
         slots = self._slots or self._get_slots()
         while True:
             reservation = guard.admit(tokens, model)
             if reservation is None:
-                return self._refused(attempts, status, clock() - started if attempts else 0.0, throttled)
+                refused = self._refused(attempts, status, clock() - started if attempts else 0.0, throttled)
+                cost = None if self.prices is None else earlier_cost
+                return dataclasses.replace(refused, usage=earlier_usage, cost=cost)
             if not slots.take_now():
                 await slots.wait()
             reply = None
@@ -579,18 +607,23 @@ class LLMEngine:
                 else:  # an answered request is paid for, valid or not
                     paid = parse_usage(reply.payload) if isinstance(reply.payload, dict) else None
                     if paid is None:
-                        guard.release(reservation)
+                        if 200 <= reply.status < 300:
+                            guard.keep(reservation)  # answered, so billed: count the estimate
+                            self._warn_no_usage()
+                        else:
+                            guard.release(reservation)
                     else:
                         guard.settle(reservation, paid.prompt_tokens, paid.completion_tokens, model)
                         if error is not None:  # e.g. a reply that broke the schema: billed all the same
                             earlier_cost += self._cost(model, paid) or 0.0
+                            earlier_usage = _add_usage(earlier_usage, paid)
             if error is None:
                 return RowResult(
                     value,
                     OK,
                     status=status,
                     attempts=attempts,
-                    usage=usage,
+                    usage=_add_usage(earlier_usage, usage),
                     choices=choices,
                     latency_s=self._clock() - started,
                     throttled_s=throttled,
@@ -629,6 +662,7 @@ class LLMEngine:
             status=status,
             attempts=attempts,
             latency_s=self._clock() - started,
+            usage=earlier_usage,
             cost=None if self.prices is None else earlier_cost,
             throttled_s=throttled,
         )
@@ -646,6 +680,15 @@ class LLMEngine:
             latency_s=latency_s,
             throttled_s=throttled_s,
         )
+
+    def _warn_no_usage(self) -> None:
+        if self._budgeted and not self._warned_no_usage:
+            self._warned_no_usage = True
+            logger.warning(
+                "the endpoint answers without 'usage': the token budget counts each answered "
+                "request at its estimate (prompt counted here, plus max_tokens or %d)",
+                self.settings.completion_tokens_estimate,
+            )
 
     def _cost(self, model: str | None, usage: Usage | None) -> float | None:
         if self.prices is None:
@@ -733,6 +776,17 @@ def _overloaded(error: EndpointError) -> bool:
     return isinstance(error, EndpointTimeoutError)
 
 
+def _add_usage(first: Usage | None, second: Usage | None) -> Usage | None:
+    """Tokens of two requests together (None when neither reported any)."""
+    if first is None or second is None:
+        return second if first is None else first
+    return Usage(
+        first.prompt_tokens + second.prompt_tokens,
+        first.completion_tokens + second.completion_tokens,
+        first.total_tokens + second.total_tokens,
+    )
+
+
 def _plus(cost: float | None, more: float) -> float | None:
     return cost if cost is None else cost + more
 
@@ -749,7 +803,7 @@ def _shared(result: RowResult) -> RowResult:
     )
 
 
-def _to_cache(result: RowResult) -> bytes:
+def _to_cache(result: RowResult) -> bytes | None:
     """A cache entry: the value, every choice and the usage of the request that paid for it."""
     usage = result.usage
     entry = {
@@ -757,7 +811,13 @@ def _to_cache(result: RowResult) -> bytes:
         "c": list(result.choices),
         "u": None if usage is None else [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens],
     }
-    return orjson.dumps(entry)
+    try:
+        return orjson.dumps(entry)
+    except TypeError:  # e.g. an integer beyond 64 bits in a structured answer
+        try:
+            return json.dumps(entry, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError):
+            return None  # not storable: the answer is simply not cached
 
 
 def _reason(exc: BaseException) -> str:

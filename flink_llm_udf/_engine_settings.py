@@ -96,8 +96,8 @@ class EngineSettings:
     cache_max_entries: int = 100_000
     cache_password_file: str | None = None
     prices: str | Mapping[str, Any] | None = field(default=None, metadata={"job_parameter": "text"})
-    token_budget: int | None = None
-    cost_budget: float | None = None
+    token_budget: int | None = field(default=None, metadata={"job_parameter": "budget"})
+    cost_budget: float | None = field(default=None, metadata={"job_parameter": "budget"})
     embedding_pack_wait_s: float | None = 0.005
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ timeout (once per round trip) and grows by one per window of successes, between 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -418,6 +419,10 @@ class TokenEstimator:
         chat = spec.task == "chat/completions"
         prompts = [text for text in (spec.system_prompt, spec.user_prompt) if text] if chat else []
         self._overhead = sum(self._encode(text) + 4 for text in prompts) + (7 if chat else 0)
+        response_format = spec.base_body.get("response_format")
+        if chat and isinstance(response_format, dict) and "json_schema" in response_format:
+            # the schema is prompt too (servers turn it into grammar and instructions)
+            self._overhead += self._encode(json.dumps(response_format["json_schema"]))
         max_tokens = spec.base_body.get("max_tokens")
         per_choice = max_tokens if isinstance(max_tokens, int) else completion_estimate
         choices = spec.base_body.get("n")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -368,7 +369,9 @@ def validate_cache_spec(spec: object) -> None:
         try:
             options = parse_url(_redis_credentials(spec).url)
         except ValueError as exc:
-            reason = f"not a Redis URL redis-py takes ({exc})"
+            reason = "not a Redis URL redis-py takes"
+            if "***" not in show_cache_url(spec):  # its message may quote a piece of the password
+                reason += f" ({exc})"
         else:
             if scheme == "unix" and not options.get("path"):
                 reason = "a unix:// URL needs the socket's path (unix:///run/redis.sock)"
@@ -376,13 +379,24 @@ def validate_cache_spec(spec: object) -> None:
         raise InvalidOptionError(f"{CACHE_OPTION}={show_cache_url(spec)} is not allowed: {reason}")
 
 
+_QUERY_PASSWORD = re.compile(r"([?&])password=[^&#]*&?", re.IGNORECASE)
+
+
 def show_cache_url(url: str) -> str:
-    """A Redis URL as messages show it: ``'redis://:***@host:6379/0'``, never the password."""
-    credentials = _redis_credentials(url)
-    if credentials.password is None:
-        return repr(credentials.url)
-    parts = urlsplit(credentials.url)
-    return repr(urlunsplit(parts._replace(netloc=f"{credentials.username or ''}:***@{parts.netloc}")))
+    """A Redis URL as messages show it: ``'redis://***@host:6379/0'``, never the password.
+
+    Masked as text, before any parsing: a password with an unencoded ``#``, ``/`` or ``?``
+    would make a URL parser miss the credentials and show them as a path or fragment.
+    """
+    scheme, separator, rest = url.partition("://")
+    user, masked = "", False
+    if separator and "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        # a lone word may be a password (redis://secret@host): a user shows only before a ':'
+        user, masked = (userinfo.partition(":")[0] if ":" in userinfo else ""), True
+    if _QUERY_PASSWORD.search(rest):
+        rest, masked = _QUERY_PASSWORD.sub(r"\1", rest).rstrip("?&"), True
+    return repr(f"{scheme}{separator}{f'{user}:***@' if masked else ''}{rest}")
 
 
 def _redis_credentials(url: str) -> URLCredentials:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._http import HTTPReply
 
 #: Extra headers whose values are credentials (Azure's ``api-key``, ``X-API-Key``, tokens).
-_CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret|password", re.IGNORECASE)
+CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret|password", re.IGNORECASE)
 
 #: What ``json.dumps(text, ensure_ascii=False)`` gives for a str, without a JSONEncoder per call.
 _json_string = json.encoder.encode_basestring
@@ -134,7 +134,7 @@ def resolve_call(provider: OpenAICompatProvider, environ: Mapping[str, str] | No
     if provider.extra_header:
         extra = parse_extra_header(provider.extra_header)
         headers += extra
-        secrets += [value for name, value in extra if _CREDENTIAL_HEADER.search(name)]
+        secrets += [value for name, value in extra if CREDENTIAL_HEADER.search(name)]
 
     body: dict[str, Any] = {}
     if provider.model is not None:

@@ -45,15 +45,26 @@ def _count(raw: str) -> int:
         raise ValueError("must be an int >= 1") from None
 
 
-def _count_or_none(raw: str) -> int | None:
-    """A count such as ``100000`` or ``1_000_000``; ``none`` or ``0`` give None (no bound)."""
+def _count_budget(raw: str) -> int | None:
+    """A token budget: ``none`` for no budget; ``0`` is a budget of nothing (refused), not none."""
     text = raw.strip().lower().replace("_", "").replace(",", "")
-    if text in ("none", "0", ""):
+    if text in ("none", ""):
         return None
     try:
         return int(text)
     except ValueError:
-        raise ValueError("must be an int >= 1, or none") from None
+        raise ValueError("must be an int >= 1 (tokens), or none") from None
+
+
+def _money_budget(raw: str) -> float | None:
+    """A cost budget: ``none`` for no budget; ``0`` is refused, not read as none."""
+    text = raw.strip().lower().replace("_", "")
+    if text in ("none", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("must be a number > 0, or none") from None
 
 
 def _seconds(raw: str) -> float | None:
@@ -107,14 +118,14 @@ class EngineKey:
         """The job parameter for a field: its name without ``_s``, with ``-`` for ``_``."""
         if field.metadata.get("job_parameter") == "text":
             parse: Callable[[str], Any] = _text
+        elif field.metadata.get("job_parameter") == "budget":
+            parse = _count_budget if field.type == "int | None" else _money_budget
         elif field.name.endswith("_s"):
             parse = _seconds
         elif isinstance(field.default, bool):
             parse = _switch
         elif field.type == "float | None":
             parse = _number
-        elif field.type == "int | None":
-            parse = _count_or_none
         elif isinstance(field.default, int):
             parse = _count
         elif isinstance(field.default, str):

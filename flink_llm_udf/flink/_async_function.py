@@ -7,6 +7,7 @@ exception or operator timeout, so under IGNORE a failed row becomes an error rec
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -118,8 +119,8 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         self._options_of = options_of
         self._result = None if result_type is None else ResultType(result_type)
         default = None if labels is None else output_spec(labels=labels)
-        if self._result is not None:
-            default = OutputSpec.of(self._result.schema)
+        if self._result is not None:  # a reply that cannot become that ROW is asked again
+            default = OutputSpec.of(self._result.schema, check=self._result.value)
         self._arguments = CallArguments("model", default)
         self._prefix = prefix
         self._engine: LLMEngine | None = None
@@ -175,8 +176,15 @@ class LLMAsyncFunction(PicklesWithoutEngine, AsyncFunction):
         prompt = None if usage is None else usage.prompt_tokens
         completion = None if usage is None else usage.completion_tokens
         choices = result.choices if len(result.choices) > 1 else (result.value,)
-        if self._result is not None:
-            choices = (self._result.value(result.value),)  # one validated answer per row
+        if self._result is not None:  # one validated answer per row
+            try:
+                choices = (self._result.value(result.value),)
+            except (ValueError, TypeError, ArithmeticError, KeyError) as exc:  # e.g. a stale cache entry
+                error = f"the answer does not fit the result type: {exc}"
+                if self._engine is not None and self._engine.spec.retry.final_action == "FAILOVER":
+                    raise RowFailedError(-1, error, attempts=result.attempts, status=result.status) from None
+                choices = (None,)
+                result = dataclasses.replace(result, value=None, outcome=IGNORED, error=error)
         return [
             Row(
                 key,

@@ -56,8 +56,8 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
         self._result_type = result_type
         self._output = output
         default: OutputSpec | None = None
-        if result_type is not None:
-            default = OutputSpec.of(result_type.schema)
+        if result_type is not None:  # a reply that cannot become that ROW is asked again
+            default = OutputSpec.of(result_type.schema, check=result_type.value)
         else:
             default = None if labels is None else output_spec(labels=labels)
         self._arguments = CallArguments(second, default)
@@ -103,7 +103,15 @@ class LLMAsyncScalarFunction(PicklesWithoutEngine, AsyncScalarFunction):
         if result.value is None:
             return None
         if self._result_type is not None:
-            return self._result_type.value(result.value)
+            try:
+                return self._result_type.value(result.value)
+            except (ValueError, TypeError, ArithmeticError, KeyError) as exc:  # e.g. a stale cache entry
+                if engine.spec.retry.final_action == "FAILOVER":
+                    error = f"the answer does not fit the result type: {exc}"
+                    raise RowFailedError(
+                        self._rows - 1, error, attempts=result.attempts, status=result.status
+                    ) from None
+                return None
         if self._output == "json":
             return json.dumps(result.value, ensure_ascii=False, separators=(",", ":"))
         return result.value
@@ -160,8 +168,10 @@ def ai_extract_udf(
     DOUBLE>'``; nested rows, arrays, numbers, booleans, strings). Its JSON schema is sent as
     ``response_format`` (``json_schema``, strict; ``json_object`` with the schema in the prompt
     where the server has no ``json_schema``); each reply is validated and returned as a ROW. A
-    reply that does not validate is asked again (``invalid-output-retries``), then fails like
-    any row: NULL (and the error in ``ai_complete_result``-style logs) under IGNORE.
+    reply that does not validate, or does not fit the ROW (a date that is no date, 300 in a
+    TINYINT), is asked again (``invalid-output-retries``), then fails like any row: NULL under
+    IGNORE (``LLMAsyncFunction(result_type=…)`` in a DataStream carries the error), a
+    ``RowFailedError`` under FAILOVER.
     """
     if result_type is None:
         raise InvalidOptionError("ai_extract_udf needs result_type: a ROW DataType or 'ROW<…>' type string")

@@ -18,6 +18,8 @@ from .._structured import FlinkField, FlinkType, json_schema_of, parse_type_stri
 
 __all__ = ["ResultType", "result_type"]
 
+_INTEGER_BITS = {"TINYINT": 8, "SMALLINT": 16, "INT": 32, "BIGINT": 64}
+
 _ATOMIC: dict[type, str] = {
     flink_types.BooleanType: "BOOLEAN",
     flink_types.TinyIntType: "TINYINT",
@@ -149,12 +151,22 @@ def to_flink_value(value: Any, flink_type: FlinkType) -> Any:
         return [to_flink_value(item, flink_type.children[0]) for item in value]
     if kind == "MAP":
         return {key: to_flink_value(item, flink_type.children[1]) for key, item in value.items()}
-    if kind in ("TINYINT", "SMALLINT", "INT", "BIGINT"):
-        return int(value)
+    if kind in _INTEGER_BITS:
+        number = int(value)
+        bits = _INTEGER_BITS[kind]
+        if not -(2 ** (bits - 1)) <= number < 2 ** (bits - 1):
+            raise ValueError(f"{number} does not fit {kind}")
+        return number
     if kind in ("FLOAT", "DOUBLE"):
         return float(value)
     if kind == "DECIMAL":
-        return decimal.Decimal(str(value))
+        amount = decimal.Decimal(str(value))
+        precision, scale = flink_type.params
+        if abs(amount) >= decimal.Decimal(10) ** (precision - scale):
+            raise ValueError(f"{value} does not fit DECIMAL({precision}, {scale})")
+        return amount.quantize(decimal.Decimal(1).scaleb(-scale))
+    if kind in ("VARCHAR", "CHAR") and len(str(value)) > flink_type.params[0]:
+        raise ValueError(f"{len(str(value))} characters do not fit {kind}({flink_type.params[0]})")
     if kind == "DATE":
         return datetime.date.fromisoformat(value)
     if kind == "TIME":
