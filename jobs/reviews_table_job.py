@@ -132,6 +132,12 @@ def build_parser(prog: str | None = None, description: str | None = None) -> arg
         help="the endpoint's requests-per-minute quota for this job, per function (default: none)",
     )
     parser.add_argument(
+        "--prices",
+        default=None,
+        help="prices per million prompt/completion tokens per model, so rows and metrics carry "
+        "their cost (ai.prices syntax: 'gpt-4o-mini=0.15/0.60;*=1/2'; default: none)",
+    )
+    parser.add_argument(
         "--error-handling",
         choices=ERROR_HANDLING,
         default="RETRY",
@@ -258,7 +264,9 @@ def run(args: argparse.Namespace, endpoint: str) -> JobRun:
     chat, embed = providers(args, endpoint)
     topic, details, summary = task_providers(args, endpoint)
     settings = EngineSettings(
-        max_concurrency=args.max_concurrency, requests_per_minute=getattr(args, "requests_per_minute", None)
+        max_concurrency=args.max_concurrency,
+        requests_per_minute=getattr(args, "requests_per_minute", None),
+        prices=getattr(args, "prices", None),
     )
     t_env = create_table_env(args)
     # Each function is registered under the name the query uses, with its own provider.

@@ -16,11 +16,19 @@ from .._observers import METRIC_NAMES, CountingObserver
 METRIC_GROUP = "flink_llm"
 
 
+#: When a list, every ``FlinkMetrics`` opened in this process is appended to it: a local run
+#: (the Python workers run in the client's process) can then total them, as ``flink-llm demo``
+#: does. None (the default) keeps nothing.
+opened: list[FlinkMetrics] | None = None
+
+
 class FlinkMetrics(CountingObserver):
     """A ``CountingObserver`` whose values are registered as gauges on a Flink metric group."""
 
     def __init__(self, metric_group: Any | None) -> None:
         super().__init__()
+        if opened is not None:
+            opened.append(self)
         if metric_group is None:  # python.metric.enabled = false
             return
         group = metric_group.add_group(METRIC_GROUP)

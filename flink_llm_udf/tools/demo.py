@@ -29,7 +29,7 @@ from flink_llm_udf.tools import PACKAGE_PARENT
 JOBS_DIR = PACKAGE_PARENT / "jobs"
 TABLE_JOB = JOBS_DIR / "reviews_table_job.py"
 LOG_DIR = Path(tempfile.gettempdir()) / "flink-llm-demo-logs"
-DEFAULT_PRICES = "*=0.15/0.60"
+DEFAULT_PRICES = "gpt-4o-mini=0.15/0.60;gpt-4o=2.50/10.00;text-embedding-3-small=0.02;*=1/2"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prices",
         default=DEFAULT_PRICES,
-        help="prices per million prompt/completion tokens per model, for the spend line "
-        f"(ai.prices syntax; default: {DEFAULT_PRICES!r}, gpt-4o-mini's list price)",
+        help="prices per million prompt/completion tokens per model, given to the job so rows "
+        f"and metrics carry their cost (ai.prices syntax; default: {DEFAULT_PRICES!r})",
     )
     parser.add_argument("--sample", type=int, default=3, help="result rows to show (default: 3)")
     parser.add_argument(
@@ -120,7 +120,6 @@ def summarize(
     job_seconds: float,
     stats: dict[str, Any] | None,
     sample: int,
-    prices: str = DEFAULT_PRICES,
 ) -> list[str]:
     """The report lines: sample rows, rows/s, retries and failures."""
     lines = [f"sample of {min(sample, len(rows))} of {len(rows)} rows:"]
@@ -149,7 +148,6 @@ def summarize(
             f"{stats.get('faults', {}) or 'none'}; each one was retried)"
         )
         lines += quota_lines(stats)
-        lines += spend_lines(stats, prices)
     else:
         lines.append("retries: not visible from here (see the flink_llm metrics of the job)")
     failed = [
@@ -163,22 +161,29 @@ def summarize(
     return lines
 
 
-def spend_lines(stats: dict[str, Any], prices: str) -> list[str]:
-    """The total the endpoint billed: tokens of every answered request, and their cost at ``prices``."""
-    from .._spend import PriceTable
-
-    usage = stats.get("usage") or {}
-    prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-    table = PriceTable.parse(prices)
-    bodies = [r.get("body") for r in stats.get("requests", []) if isinstance(r, dict)]
-    models = {body.get("model") for body in bodies if isinstance(body, dict)} - {None}
-    cost = table.cost(next(iter(models)) if len(models) == 1 else None, prompt, completion)
-    shown = "no price given" if cost is None else f"${cost:.4f} at prices {str(table)!r}"
-    return [
-        f"spend: {prompt:,} prompt + {completion:,} completion tokens in "
-        f"{int(usage.get('replies', 0)):,} answered requests; cost: {shown} "
-        "(per row: ai_complete_result's cost column; per subtask: the costMicros metric)"
+def spend_lines(metrics: list[Any], prices: str, stats: dict[str, Any] | None = None) -> list[str]:
+    """The job's spend as its functions counted it (the metrics every subtask reports, summed):
+    tokens billed, their cost at ``prices``, rows answered from the cache or a shared request;
+    beside it what the simulator billed, when it is the endpoint."""
+    total = {name: sum(m.value(name) for m in metrics) for name in _SPEND_METRICS}
+    prompt, completion = int(total["promptTokens"]), int(total["completionTokens"])
+    answered = int(total["rowsSucceeded"])
+    cost = total["costMicros"] / 1e6
+    lines = [
+        f"spend: {prompt:,} prompt + {completion:,} completion tokens; cost ${cost:.4f} at prices "
+        f"{prices!r}; {int(total['rowsCached']):,} of {answered:,} answers without a request of "
+        f"their own (per row: ai_complete_result's cost; per subtask: the costMicros metric)"
     ]
+    usage = (stats or {}).get("usage")
+    if usage:
+        lines.append(
+            f"       the simulator billed {int(usage['prompt_tokens']):,} prompt + "
+            f"{int(usage['completion_tokens']):,} completion tokens in {int(usage['replies']):,} replies"
+        )
+    return lines
+
+
+_SPEND_METRICS = ("promptTokens", "completionTokens", "costMicros", "rowsCached", "rowsSucceeded")
 
 
 def quota_lines(stats: dict[str, Any]) -> list[str]:
@@ -230,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     job_argv = ["--max-concurrency", str(args.max_concurrency), "--error-handling", args.error_handling]
+    job_argv += ["--prices", args.prices]
+    from flink_llm_udf.flink import _gauges
+
+    opened: list[Any] = []  # the workers run in this process: their metrics, to total the spend
+    _gauges.opened = opened
     if args.quota_rpm is not None and not args.endpoint:
         share = args.quota_rpm / job.CALLING_FUNCTIONS  # each function applies its limit on its own
         job_argv += ["--requests-per-minute", str(share)]
@@ -272,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                 stats = simulator.stats(include_requests=True)
         rows = read_rows(output)
 
-    for line in summarize(rows, run.seconds, stats, args.sample, args.prices):
+    for line in summarize(rows, run.seconds, stats, args.sample):
+        print(line)
+    for line in spend_lines(opened, args.prices, stats):
         print(line)
     if stats is not None:
         print(check_against_simulator(rows))

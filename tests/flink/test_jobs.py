@@ -308,3 +308,13 @@ def test_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert retries and int(retries.group(1)) > 0, printed
     assert "failures: 0 rows without an answer" in printed
     assert "check: every answer matches its own review (60 rows)" in printed
+    spend = re.search(
+        r"^spend: ([\d,]+) prompt \+ ([\d,]+) completion tokens; cost \$([\d.]+) at prices",
+        printed,
+        re.MULTILINE,
+    )
+    billed = re.search(r"the simulator billed ([\d,]+) prompt \+ ([\d,]+) completion tokens", printed)
+    assert spend and billed, printed
+    # the job's own accounting (its metrics, summed over subtasks) is what the endpoint billed
+    assert spend.group(1, 2) == billed.group(1, 2), printed
+    assert float(spend.group(3)) > 0, printed
