@@ -427,8 +427,9 @@ def test_table_api_typed_rows_labels_and_registered_functions(sim) -> None:
     provider = OpenAICompatProvider(endpoint=sim.base_url, model=TYPED_MODEL)
     extract = ai_extract_udf(provider, typed_result_type())
     label_of = ai_classify_udf(provider, labels=TYPED_LABELS)
-    names = register_functions(t_env, None, functions=["classify", "summarize"])
-    assert {"classify", "summarize", "ai_complete"} <= set(names)
+    own = {"classify": None, "summarize": None, "topic": "classify"}  # a kind: topic(text, labels)
+    names = register_functions(t_env, None, functions=own)
+    assert {"classify", "summarize", "topic", "ai_complete"} <= set(names)
     t_env.create_temporary_function("typed_extract", extract)
 
     reviews = t_env.from_elements(
@@ -444,7 +445,7 @@ def test_table_api_typed_rows_labels_and_registered_functions(sim) -> None:
     result = t_env.sql_query("""
         SELECT id, x, label,
                typed_extract(review).score AS score_sql, typed_extract(review).address AS address_sql,
-               classify(review) AS c, summarize(review) AS s
+               classify(review) AS c, summarize(review) AS s, topic(review, 'north,south') AS t
         FROM typed""")
     schema = str(result.get_resolved_schema())
     assert f"`x` {TYPED_TYPE_STRING}" in schema and "`address_sql` ROW<`city` STRING, `zip` INT>" in schema
@@ -454,9 +455,9 @@ def test_table_api_typed_rows_labels_and_registered_functions(sim) -> None:
     by_id = {row[0]: row for row in out}
     assert sorted(by_id) == [i for i, _ in TYPED_ROWS]
     for i, text in TYPED_ROWS:
-        _, x, label, score_sql, address_sql, c, s = by_id[i]
+        _, x, label, score_sql, address_sql, c, s, t = by_id[i]
         if text is None:
-            assert (x, label, score_sql, address_sql, c, s) == (None,) * 6
+            assert (x, label, score_sql, address_sql, c, s, t) == (None,) * 7
             continue
         # a collected ROW is positional (fields in the declared order), a nested one a Row too
         want = predicted_typed(text)
@@ -468,6 +469,7 @@ def test_table_api_typed_rows_labels_and_registered_functions(sim) -> None:
         assert as_tuples(address_sql) == as_tuples(want["address"])
         assert label == predicted_label(text, TYPED_LABELS)
         assert c == answer(text) and s == answer(text, max_tokens=SUMMARY_TOKENS)
+        assert t == predicted_label(text, ["north", "south"])
 
     typed_schema = closed_object(
         stars=nullable("integer"),
@@ -490,6 +492,12 @@ def test_table_api_typed_rows_labels_and_registered_functions(sim) -> None:
             ),
             chat_body(BASE_MODEL, CLASSIFY_PROMPT, text, temperature=0.0),
             chat_body(SUMMARY_MODEL, DEFAULT_SYSTEM_PROMPT, text, max_tokens=SUMMARY_TOKENS),
+            chat_body(
+                BASE_MODEL,
+                DEFAULT_SYSTEM_PROMPT,
+                text,
+                response_format=json_schema_format(labels_schema(["north", "south"]), "label"),
+            ),
         ]
     got = collections.Counter(canonical(body) for body in chat_bodies(requests))
     extract_body = {
