@@ -2,7 +2,7 @@
 --   sentiment  a free-text answer (ai_complete, configured by the shared 'ai.' job parameters)
 --   topic      one label out of a fixed list (a function named classify, configured on its own)
 --   stars, would_recommend, complaints
---              fields extracted as validated JSON (ai_extract with a Flink ROW type)
+--              fields extracted as validated JSON (ai_extract_async with a Flink ROW type)
 --   summary    one sentence made from two columns (a function named summarize, with its own
 --              model, token cap and prompt template)
 --   embedding  a vector of the review (ai_embed, its model under 'ai.embed.')
@@ -24,9 +24,10 @@
 CREATE TEMPORARY FUNCTION ai_complete AS 'flink_llm_udf.sql.ai_complete' LANGUAGE PYTHON;
 CREATE TEMPORARY FUNCTION ai_embed AS 'flink_llm_udf.sql.ai_embed' LANGUAGE PYTHON;
 -- ai_extract(text, schema) answers with JSON that matches the schema (checked; a reply that does
--- not match is asked again). The query below reads its result three times (JSON_VALUE per
--- field): it is still one request a row.
-CREATE TEMPORARY FUNCTION ai_extract AS 'flink_llm_udf.sql.ai_extract' LANGUAGE PYTHON;
+-- not match is asked again). The async form is used here because the query reads its result
+-- three times (JSON_VALUE per field): Flink makes one call of an async function for all three,
+-- but copies a vectorized function's call into each, which would cost three requests a row.
+CREATE TEMPORARY FUNCTION ai_extract_async AS 'flink_llm_udf.sql.ai_extract_async' LANGUAGE PYTHON;
 -- Functions with a name of your choice, each configured by the job parameters under
 -- 'ai.<name>.' first and then 'ai.': 'flink_llm_udf.sql.<kind>.<name>' where <kind> is
 -- complete, classify, extract or embed (or their _async forms).
@@ -99,7 +100,7 @@ FROM (
            -- always exactly one of them
            classify(review, 'quality,delivery,price,service,other') AS topic,
            -- the schema: a Flink ROW type (or a JSON schema text)
-           ai_extract(review, 'ROW<stars INT, would_recommend BOOLEAN, complaints ARRAY<STRING>>') AS details,
+           ai_extract_async(review, 'ROW<stars INT, would_recommend BOOLEAN, complaints ARRAY<STRING>>') AS details,
            summarize(JSON_OBJECT('product' VALUE product, 'review' VALUE review)) AS summary,
            ai_embed(review) AS embedding
     FROM reviews

@@ -120,12 +120,6 @@ class PicklesWithoutEngine:
     """Mixin for the Flink functions: pickling (the job graph) leaves out the engine and metrics,
     which hold sockets, threads and a metric group and are rebuilt at ``open``."""
 
-    def is_deterministic(self) -> bool:
-        """False: an LLM's answer may differ between calls, and a deterministic function would let
-        Flink's planner copy the call into every projection that reads its result (the Pandas
-        functions then sent one request per use: ``x`` and ``JSON_VALUE(x, …)`` paid twice)."""
-        return False
-
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_engine"] = None
