@@ -81,7 +81,8 @@ def test_quick_run_writes_complete_consistent_output(tmp_path):
     assert set(engine_cpu) == {REPLAY, SIMULATOR}
     assert all(r["cpu_us_per_row"] > 0 and len(r["cpu_us_per_row_runs"]) == 3 for r in engine_cpu.values())
     assert engine_cpu[SIMULATOR]["requests"] >= engine_cpu[SIMULATOR]["rows"]
-    assert engine_cpu[REPLAY]["requests"] == 0  # it never reached the simulator
+    # the replay endpoint counts what it answered (every run, warm-up included): the rows at least
+    assert engine_cpu[REPLAY]["requests"] >= engine_cpu[REPLAY]["rows"]
     assert doc["targets"] and all(isinstance(t["met"], bool) for t in doc["targets"])
 
     width, height = _png_size((out / "bench.png").read_bytes())
