@@ -144,6 +144,7 @@ class LLMEngine:
         if self.settings.cost_budget is not None:
             self.spend.require_price(self.spec.model)
         self.rows_refused = 0
+        self.cache_hits = self.cache_misses = 0
         self._packer: Packer[tuple[CallOptions | None, str | None], str, RowResult] | None = None
         if not self.is_chat and self.settings.embedding_rows_per_request > 1:
             self._packer = Packer(
@@ -334,7 +335,9 @@ class LLMEngine:
         if stored is not None:
             hit = self._from_cache(stored)
             if hit is not None:
+                self.cache_hits += 1
                 return hit
+        self.cache_misses += 1
         result = await produce()
         if result.ok:
             entry = _to_cache(result)
@@ -365,8 +368,8 @@ class LLMEngine:
         """Counts the observer reports beside its own: the cache's and the spend guard's."""
         cache = self.cache
         return {
-            "cacheHits": 0 if cache is None else cache.hits,
-            "cacheMisses": 0 if cache is None else cache.misses,
+            "cacheHits": self.cache_hits,  # this engine's: a memory cache serves the whole process
+            "cacheMisses": self.cache_misses,
             "cacheErrors": 0 if cache is None else cache.errors,
             "budgetRefused": self.rows_refused,
         }

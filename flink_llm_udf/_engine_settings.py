@@ -59,9 +59,10 @@ class EngineSettings:
 
     Paying once: ``dedup`` sends identical requests in flight at the same time once and shares
     the answer; ``cache`` keeps successful answers ("memory": an LRU of ``cache_max_entries``
-    per engine; a ``redis://`` / ``rediss://`` URL: a Redis store shared by every subtask, job
-    and rerun, its password in the URL or in ``cache_password_file``) for ``cache_ttl_s`` (None:
-    no expiry); a cached answer of a request with temperature > 0 or n > 1 is one sample.
+    per process, shared by its engines; a ``redis://`` / ``rediss://`` URL: a Redis store shared
+    by every subtask, job and rerun, its password in the URL or in ``cache_password_file``) for
+    ``cache_ttl_s`` (None: no expiry); a cached or shared answer of a request with
+    temperature > 0 or n > 1 is one sample.
     ``prices`` gives prices per million prompt/completion tokens per model
     (``"gpt-4o-mini=0.15/0.60;*=1/2"`` or a mapping), so each row carries its cost;
     ``token_budget`` and ``cost_budget`` bound what a function spends in the whole job, all its

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -71,9 +72,23 @@ class ResultCache(Protocol):
 
 
 class MemoryCache:
-    """An LRU of at most ``max_entries`` answers, each expiring ``ttl_s`` after it was stored."""
+    """An LRU of at most ``max_entries`` answers, each expiring ``ttl_s`` after it was stored.
 
-    __slots__ = ("_clock", "_entries", "errors", "hits", "max_entries", "misses", "stores", "ttl_s")
+    Thread-safe: ``open_cache("memory")`` gives every engine of the process the same one (a
+    Python worker's functions, successive ``run_batch`` calls), each on its own loop thread.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_entries",
+        "_lock",
+        "errors",
+        "hits",
+        "max_entries",
+        "misses",
+        "stores",
+        "ttl_s",
+    )
 
     def __init__(self, max_entries: int, ttl_s: float | None, clock: Clock = time.monotonic) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
@@ -83,36 +98,39 @@ class MemoryCache:
         self._clock = clock
         # key -> (expires at, or None; value); the oldest used first
         self._entries: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = self.misses = self.stores = self.errors = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     async def get(self, key: str) -> bytes | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        expires_at, value = entry
-        if expires_at is not None and self._clock() >= expires_at:
-            del self._entries[key]
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        return value
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            expires_at, value = entry
+            if expires_at is not None and self._clock() >= expires_at:
+                del self._entries[key]
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return value
 
     async def put(self, key: str, value: bytes) -> None:
         expires_at = None if self.ttl_s is None else self._clock() + self.ttl_s
-        entries = self._entries
-        entries[key] = (expires_at, value)
-        entries.move_to_end(key)
-        if len(entries) > self.max_entries:
-            entries.popitem(last=False)
-        self.stores += 1
+        with self._lock:
+            entries = self._entries
+            entries[key] = (expires_at, value)
+            entries.move_to_end(key)
+            if len(entries) > self.max_entries:
+                entries.popitem(last=False)
+            self.stores += 1
 
     async def aclose(self) -> None:
-        self._entries.clear()
+        """Nothing to release: the entries stay for the process's other and later engines."""
 
     def describe(self) -> str:
         return f"memory (LRU of up to {self.max_entries} entries, {_show_ttl(self.ttl_s)})"
@@ -331,6 +349,20 @@ class _FailureLog:
         self._unreported = 0
 
 
+_process_caches: dict[tuple[int, float | None], MemoryCache] = {}
+_process_caches_lock = threading.Lock()
+
+
+def process_memory_cache(max_entries: int, ttl_s: float | None) -> MemoryCache:
+    """The process's memory cache of that size and TTL: one per Python worker (and notebook), so
+    a rerun in the same process, or another function asking the same, finds the answers."""
+    with _process_caches_lock:
+        cache = _process_caches.get((max_entries, ttl_s))
+        if cache is None:
+            cache = _process_caches[(max_entries, ttl_s)] = MemoryCache(max_entries, ttl_s)
+        return cache
+
+
 def open_cache(
     spec: str | None,
     *,
@@ -347,7 +379,7 @@ def open_cache(
     if spec is None or spec.strip().lower() in _OFF:
         return None
     if spec.strip().lower() == "memory":
-        return MemoryCache(max_entries, ttl_s)
+        return process_memory_cache(max_entries, ttl_s)
     return RedisCache(spec, ttl_s=ttl_s, password_file=password_file, tls_ca_file=tls_ca_file)
 
 

@@ -544,3 +544,18 @@ def test_run_batch_packs_embeddings_and_sends_identical_texts_once(sim: Simulato
         r.ok and r.value == pytest.approx(expected_embedding(t)) for r, t in zip(results, texts, strict=True)
     )
     assert sum(r.cached for r in results) == 20
+
+
+def test_the_memory_cache_serves_every_engine_of_the_process(sim: SimulatorThread) -> None:
+    """``cache="memory"`` is one LRU per process (a Python worker, a notebook): a second
+    ``run_batch`` - a rerun - finds the first one's answers; each engine counts its own hits."""
+    rows = ["mem-1", "mem-2", "mem-3"]
+    first = run_batch(chat(sim), rows, cache="memory")
+    assert requests_at(sim) == 3 and not any(r.cached for r in first)
+    observer = CountingObserver()
+    again = run_batch(chat(sim), rows, cache="memory", observer=observer)
+    assert requests_at(sim) == 3, "the rerun sent requests"
+    assert [r.value for r in again] == [r.value for r in first] and all(r.cached for r in again)
+    assert observer.value("cacheHits") == 3 and observer.value("cacheMisses") == 0
+    other_ttl = run_batch(chat(sim), rows, cache="memory", cache_ttl_s=5.0)  # another size/TTL: its own
+    assert requests_at(sim) == 6 and not any(r.cached for r in other_ttl)
