@@ -49,10 +49,16 @@ def test_a_schema_the_server_cannot_apply_is_each_rows_error_and_the_batch_goes_
     assert observer.value("requests") == len(rows)
 
 
-def test_duplicates_and_a_rerun_cost_one_request_per_distinct_prompt(chat_server: LlamaServer) -> None:
+def test_duplicates_and_a_rerun_cost_one_request_per_distinct_prompt(
+    chat_server: LlamaServer, each_http_client: str
+) -> None:
     provider = chat_provider(chat_server, max_tokens=4)
-    rows = ["same prompt", "other prompt", "same prompt", "same prompt"]
+    same, other = f"same prompt ({each_http_client})", f"other prompt ({each_http_client})"
+    rows = [same, other, same, same]
     observer = CountingObserver()
     first = run_batch(provider, rows, observer=observer, cache="memory")
     assert observer.value("requests") == 2 and [r.cached for r in first] == [False, False, True, True]
     assert first[0].value == first[2].value  # one sample, shared
+    rerun = CountingObserver()  # the memory cache is the process's: a rerun sends nothing
+    again = run_batch(provider, rows, observer=rerun, cache="memory")
+    assert rerun.value("requests") == 0 and [r.value for r in again] == [r.value for r in first]
